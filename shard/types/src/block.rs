@@ -3,11 +3,12 @@
 //! ```text
 //!  header = version ‖ chain ‖ height ‖ prev hash ‖ time ‖ tx count ‖ tx root ‖ state root
 //!           ‖ raft term ‖ raft index
-//!  leaf_i = H(0x00 ‖ tx_id_i ‖ outcome_i)      node = H(0x01 ‖ left ‖ right)   (RFC 6962 shape)
+//!  leaf_i = H(0x00 ‖ tx_id_i ‖ H(raw_i) ‖ outcome_i)    node = H(0x01 ‖ left ‖ right)  (RFC 6962 shape)
 //! ```
 //!
-//! A leaf commits to the transaction and to its verdict, so a receipt with an inclusion proof
-//! shows both that a transaction is in the chain and whether it took effect.
+//! A leaf commits to the transaction id, to the exact bytes proposed (signatures included) and to
+//! the verdict, so a receipt with an inclusion proof shows both that a transaction is in the chain
+//! and whether it took effect, and no stored byte of a block can change unnoticed.
 
 use crate::codec::{CodecError, Decode, Encode, Reader, Writer};
 use crate::crypto::{domain, hash};
@@ -108,7 +109,12 @@ pub fn entry_id(raw: &[u8], decoded: Option<TxId>) -> TxId {
 impl Block {
     /// The Merkle leaves of this block.
     pub fn leaves(&self) -> Vec<Hash32> {
-        self.ids.iter().zip(&self.outcomes).map(|(id, o)| leaf_hash(id, *o)).collect()
+        self.ids
+            .iter()
+            .zip(&self.txs)
+            .zip(&self.outcomes)
+            .map(|((id, raw), o)| leaf_hash(id, &entry_hash(raw), *o))
+            .collect()
     }
 
     /// Recompute the transaction root from the block's contents.
@@ -146,9 +152,14 @@ impl Decode for Block {
     }
 }
 
-/// The leaf hash of a transaction and its outcome.
-pub fn leaf_hash(id: &TxId, outcome: Outcome) -> Hash32 {
-    Hash32(hash(domain::MERKLE, &[&[0u8], &id.0, &outcome.as_u16().to_le_bytes()]))
+/// The hash of an entry's exact bytes as proposed.
+pub fn entry_hash(raw: &[u8]) -> Hash32 {
+    Hash32(hash(domain::MERKLE, &[b"entry/", raw]))
+}
+
+/// The leaf hash of a transaction, its bytes and its outcome.
+pub fn leaf_hash(id: &TxId, entry: &Hash32, outcome: Outcome) -> Hash32 {
+    Hash32(hash(domain::MERKLE, &[&[0u8], &id.0, &entry.0, &outcome.as_u16().to_le_bytes()]))
 }
 
 fn node_hash(left: &Hash32, right: &Hash32) -> Hash32 {
@@ -199,6 +210,8 @@ pub fn merkle_proof(leaves: &[Hash32], index: usize) -> Vec<Hash32> {
 pub struct InclusionProof {
     /// The transaction.
     pub tx_id: TxId,
+    /// Hash of its bytes as proposed ([`entry_hash`]).
+    pub entry: Hash32,
     /// Its verdict.
     pub outcome: Outcome,
     /// Position in the block.
@@ -215,6 +228,7 @@ impl InclusionProof {
         let leaves = block.leaves();
         InclusionProof {
             tx_id: block.ids[index],
+            entry: entry_hash(&block.txs[index]),
             outcome: block.outcomes[index],
             index: index as u32,
             tx_count: leaves.len() as u32,
@@ -239,7 +253,7 @@ impl InclusionProof {
                 node_hash(sibling, &climb(leaf, index - k, n - k, rest)?)
             })
         }
-        climb(leaf_hash(&self.tx_id, self.outcome), self.index as usize, self.tx_count as usize, &self.path)
+        climb(leaf_hash(&self.tx_id, &self.entry, self.outcome), self.index as usize, self.tx_count as usize, &self.path)
             == Some(header.tx_root)
     }
 }
@@ -247,6 +261,7 @@ impl InclusionProof {
 impl Encode for InclusionProof {
     fn encode(&self, w: &mut Writer) {
         w.put(&self.tx_id);
+        w.put(&self.entry);
         w.put(&self.outcome);
         w.u32(self.index);
         w.u32(self.tx_count);
@@ -258,6 +273,7 @@ impl Decode for InclusionProof {
     fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         Ok(InclusionProof {
             tx_id: r.get()?,
+            entry: r.get()?,
             outcome: r.get()?,
             index: r.u32("index")?,
             tx_count: r.u32("tx count")?,
@@ -287,7 +303,7 @@ mod tests {
                 raft_term: 0,
                 raft_index: 0,
             },
-            txs: vec![vec![1, 2, 3]; n],
+            txs: (0..n).map(|i| vec![i as u8; 3]).collect(),
             ids,
             outcomes,
         };

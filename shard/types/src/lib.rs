@@ -16,9 +16,11 @@
 //! - [`crypto`]: keys, sealed boxes, field encryption and commitments.
 //! - [`contract`] and [`profile`]: licence types, members, service items.
 //! - [`block`]: headers, blocks and Merkle proofs.
+//! - [`client`]: builders that seal plaintext into issuance, grant and use bodies.
 //! - [`reason`]: stable rejection codes.
 
 pub mod block;
+pub mod client;
 pub mod codec;
 pub mod contract;
 pub mod crypto;

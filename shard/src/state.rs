@@ -1,0 +1,595 @@
+//! Ledger state: typed keys, records, and the read view the executor works on.
+//!
+//! State is a sorted key-value map. Each [`Key`] names its table and has a fixed byte encoding
+//! (big-endian where order matters), so the in-memory store, the redb store and the state digest
+//! all agree on what the state is.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use elchain_types::codec::{CodecError, Decode, Encode, Reader, Writer};
+use elchain_types::crypto::SealedField;
+use elchain_types::ids::{GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
+use elchain_types::tx::limits::{MAX_ENVELOPE, MAX_FIELD_CIPHERTEXT};
+
+/// The tables of the ledger state. The names are part of the storage schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Licence id → [`LicenceRecord`].
+    Licences,
+    /// Grant id → [`GrantRecord`].
+    Grants,
+    /// (holder, sequence) → [`TraceRecord`]: every use of a holder's licences, in order.
+    Traces,
+    /// Holder → number of traces (next sequence).
+    TraceCounts,
+    /// (holder, licence) → empty: the holder's licences on this chain.
+    HolderLicences,
+    /// Tx id → `valid_until`: ids seen and still inside their window.
+    Replay,
+    /// (`valid_until`, tx id) → empty: the same ids by expiry, for pruning.
+    ReplayExpiry,
+    /// Document digest → [`Attestation`].
+    Attestations,
+}
+
+impl Table {
+    /// Every table, in key order.
+    pub const ALL: [Table; 8] = [
+        Table::Licences,
+        Table::Grants,
+        Table::Traces,
+        Table::TraceCounts,
+        Table::HolderLicences,
+        Table::Replay,
+        Table::ReplayExpiry,
+        Table::Attestations,
+    ];
+
+    /// The table's stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Licences => "licences",
+            Table::Grants => "grants",
+            Table::Traces => "traces",
+            Table::TraceCounts => "trace_counts",
+            Table::HolderLicences => "holder_licences",
+            Table::Replay => "replay",
+            Table::ReplayExpiry => "replay_expiry",
+            Table::Attestations => "attestations",
+        }
+    }
+}
+
+/// A key of the ledger state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// A licence.
+    Licence(LicenceId),
+    /// A grant.
+    Grant(GrantId),
+    /// The `n`-th trace of a holder.
+    Trace(HolderId, u64),
+    /// A holder's trace count.
+    TraceCount(HolderId),
+    /// A holder owns a licence.
+    HolderLicence(HolderId, LicenceId),
+    /// A seen transaction id.
+    Replay(TxId),
+    /// A seen transaction id by expiry.
+    ReplayExpiry(Timestamp, TxId),
+    /// An attested digest.
+    Attestation(Hash32),
+}
+
+impl Key {
+    /// The table this key lives in.
+    pub fn table(&self) -> Table {
+        match self {
+            Key::Licence(_) => Table::Licences,
+            Key::Grant(_) => Table::Grants,
+            Key::Trace(..) => Table::Traces,
+            Key::TraceCount(_) => Table::TraceCounts,
+            Key::HolderLicence(..) => Table::HolderLicences,
+            Key::Replay(_) => Table::Replay,
+            Key::ReplayExpiry(..) => Table::ReplayExpiry,
+            Key::Attestation(_) => Table::Attestations,
+        }
+    }
+
+    /// The key's bytes within its table; big-endian numbers so byte order is numeric order.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64);
+        match self {
+            Key::Licence(id) => b.extend_from_slice(&id.0),
+            Key::Grant(id) => b.extend_from_slice(&id.0),
+            Key::Trace(h, n) => {
+                b.extend_from_slice(&h.0);
+                b.extend_from_slice(&n.to_be_bytes());
+            }
+            Key::TraceCount(h) => b.extend_from_slice(&h.0),
+            Key::HolderLicence(h, l) => {
+                b.extend_from_slice(&h.0);
+                b.extend_from_slice(&l.0);
+            }
+            Key::Replay(id) => b.extend_from_slice(&id.0),
+            Key::ReplayExpiry(t, id) => {
+                b.extend_from_slice(&t.0.to_be_bytes());
+                b.extend_from_slice(&id.0);
+            }
+            Key::Attestation(d) => b.extend_from_slice(&d.0),
+        }
+        b
+    }
+
+    /// Rebuild a key from its table and bytes.
+    pub fn from_parts(table: Table, bytes: &[u8]) -> Option<Key> {
+        let a32 = |s: &[u8]| -> Option<[u8; 32]> { s.try_into().ok() };
+        let u64be = |s: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(s.try_into().ok()?)) };
+        Some(match (table, bytes.len()) {
+            (Table::Licences, 32) => Key::Licence(LicenceId(a32(bytes)?)),
+            (Table::Grants, 32) => Key::Grant(GrantId(a32(bytes)?)),
+            (Table::Traces, 40) => Key::Trace(HolderId(a32(&bytes[..32])?), u64be(&bytes[32..])?),
+            (Table::TraceCounts, 32) => Key::TraceCount(HolderId(a32(bytes)?)),
+            (Table::HolderLicences, 64) => {
+                Key::HolderLicence(HolderId(a32(&bytes[..32])?), LicenceId(a32(&bytes[32..])?))
+            }
+            (Table::Replay, 32) => Key::Replay(TxId(a32(bytes)?)),
+            (Table::ReplayExpiry, 40) => Key::ReplayExpiry(Timestamp(u64be(&bytes[..8])?), TxId(a32(&bytes[8..])?)),
+            (Table::Attestations, 32) => Key::Attestation(Hash32(a32(bytes)?)),
+            _ => return None,
+        })
+    }
+}
+
+/// Read access to the state as of the last committed block.
+pub trait StateView {
+    /// The value under `key`.
+    fn get(&self, key: &Key) -> Option<Vec<u8>>;
+
+    /// Seen transaction ids whose window ended before `now`, oldest first.
+    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)>;
+}
+
+/// Pending state changes: `None` deletes.
+pub type Writes = BTreeMap<Key, Option<Vec<u8>>>;
+
+/// A view of `base` with `writes` laid over it.
+pub struct Overlay<'a, V: ?Sized> {
+    base: &'a V,
+    writes: Writes,
+}
+
+impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
+    /// No changes yet.
+    pub fn new(base: &'a V) -> Self {
+        Self { base, writes: Writes::new() }
+    }
+
+    /// Record a change.
+    pub fn put(&mut self, key: Key, value: Option<Vec<u8>>) {
+        self.writes.insert(key, value);
+    }
+
+    /// The changes.
+    pub fn into_writes(self) -> Writes {
+        self.writes
+    }
+}
+
+impl<V: StateView + ?Sized> StateView for Overlay<'_, V> {
+    fn get(&self, key: &Key) -> Option<Vec<u8>> {
+        match self.writes.get(key) {
+            Some(v) => v.clone(),
+            None => self.base.get(key),
+        }
+    }
+
+    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
+        // Only used at the start of a block, before any write; merging keeps it correct anyway.
+        let mut out: Vec<(Timestamp, TxId)> = self
+            .base
+            .replay_expired(now)
+            .into_iter()
+            .filter(|(t, id)| !matches!(self.writes.get(&Key::ReplayExpiry(*t, *id)), Some(None)))
+            .collect();
+        for (k, v) in self.writes.range(Key::ReplayExpiry(Timestamp(0), TxId::default())..) {
+            match (k, v) {
+                (Key::ReplayExpiry(t, id), Some(_)) if *t < now => out.push((*t, *id)),
+                (Key::ReplayExpiry(..), _) => {}
+                _ => break,
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// The whole state in memory: for tests, the simulator and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemState {
+    map: BTreeMap<Key, Vec<u8>>,
+}
+
+impl MemState {
+    /// Apply committed changes.
+    pub fn apply(&mut self, writes: &Writes) {
+        for (k, v) in writes {
+            match v {
+                Some(v) => self.map.insert(*k, v.clone()),
+                None => self.map.remove(k),
+            };
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every entry in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Vec<u8>)> {
+        self.map.iter()
+    }
+}
+
+impl StateView for MemState {
+    fn get(&self, key: &Key) -> Option<Vec<u8>> {
+        self.map.get(key).cloned()
+    }
+
+    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
+        let from = Key::ReplayExpiry(Timestamp(0), TxId::default());
+        let to = Key::ReplayExpiry(now, TxId::default());
+        self.map
+            .range((Bound::Included(from), Bound::Excluded(to)))
+            .filter_map(|(k, _)| match k {
+                Key::ReplayExpiry(t, id) => Some((*t, *id)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Where a licence stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LicenceStatus {
+    /// Usable.
+    Active,
+    /// Temporarily unusable; may be reinstated.
+    Suspended,
+    /// Permanently unusable.
+    Revoked,
+}
+
+impl LicenceStatus {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenceStatus::Active => "active",
+            LicenceStatus::Suspended => "suspended",
+            LicenceStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A licence as the chain keeps it: metadata, status and sealed fields; no plaintext.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LicenceRecord {
+    /// Licence type.
+    pub licence_type: LicenceTypeId,
+    /// Contract version it was issued under.
+    pub contract_version: u32,
+    /// Holder.
+    pub holder: HolderId,
+    /// Issuing member.
+    pub issuer: MemberId,
+    /// Status.
+    pub status: LicenceStatus,
+    /// Start of validity.
+    pub valid_from: Timestamp,
+    /// End of validity, 0 for none.
+    pub valid_to: Timestamp,
+    /// Block time of issuance.
+    pub issued_at: Timestamp,
+    /// Block time of the last change.
+    pub updated_at: Timestamp,
+    /// Last transaction that changed it.
+    pub last_tx: TxId,
+    /// Sealed fields by ascending index.
+    pub fields: Vec<SealedField>,
+    /// Data key sealed to the holder.
+    pub holder_envelope: Vec<u8>,
+}
+
+impl LicenceRecord {
+    /// True when `now` is past the end of validity.
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.valid_to.0 != 0 && now > self.valid_to
+    }
+}
+
+/// A holder's authorisation of a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Licence.
+    pub licence: LicenceId,
+    /// Holder who granted.
+    pub holder: HolderId,
+    /// Member granted.
+    pub grantee: MemberId,
+    /// Service item.
+    pub item: ItemId,
+    /// Granted field mask.
+    pub fields: u64,
+    /// Window start.
+    pub not_before: Timestamp,
+    /// Window end.
+    pub not_after: Timestamp,
+    /// Most uses, 0 for no limit.
+    pub max_uses: u32,
+    /// Uses so far.
+    pub uses: u32,
+    /// Revoked by the holder.
+    pub revoked: bool,
+    /// Block time of the grant.
+    pub created_at: Timestamp,
+    /// Field keys sealed for release against a recorded use.
+    pub envelope: Vec<u8>,
+}
+
+/// One recorded use of a holder's licence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceRecord {
+    /// Grant used.
+    pub grant: GrantId,
+    /// Licence read.
+    pub licence: LicenceId,
+    /// Member who read.
+    pub grantee: MemberId,
+    /// Service item.
+    pub item: ItemId,
+    /// Fields read.
+    pub fields: u64,
+    /// Block time.
+    pub time: Timestamp,
+    /// The use transaction.
+    pub tx: TxId,
+}
+
+/// A notarised document digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    /// Member who attested.
+    pub member: MemberId,
+    /// Member's document kind code.
+    pub kind: u16,
+    /// Block time.
+    pub time: Timestamp,
+    /// The attest transaction.
+    pub tx: TxId,
+}
+
+impl Encode for LicenceRecord {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.licence_type);
+        w.u32(self.contract_version);
+        w.put(&self.holder);
+        w.put(&self.issuer);
+        w.u8(self.status as u8);
+        w.put(&self.valid_from);
+        w.put(&self.valid_to);
+        w.put(&self.issued_at);
+        w.put(&self.updated_at);
+        w.put(&self.last_tx);
+        w.u32(self.fields.len() as u32);
+        for f in &self.fields {
+            w.u16(f.index);
+            w.raw(&f.commitment);
+            w.bytes(&f.ciphertext);
+        }
+        w.bytes(&self.holder_envelope);
+    }
+}
+
+impl Decode for LicenceRecord {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let licence_type = r.get()?;
+        let contract_version = r.u32("contract version")?;
+        let holder = r.get()?;
+        let issuer = r.get()?;
+        let status = match r.u8("status")? {
+            0 => LicenceStatus::Active,
+            1 => LicenceStatus::Suspended,
+            2 => LicenceStatus::Revoked,
+            tag => return Err(CodecError::UnknownTag { what: "status", tag }),
+        };
+        let (valid_from, valid_to, issued_at, updated_at, last_tx) = (r.get()?, r.get()?, r.get()?, r.get()?, r.get()?);
+        let n = r.len("fields", 64)?;
+        let mut fields = Vec::with_capacity(n);
+        for _ in 0..n {
+            fields.push(SealedField {
+                index: r.u16("index")?,
+                commitment: r.array("commitment")?,
+                ciphertext: r.bytes("ciphertext", MAX_FIELD_CIPHERTEXT)?.to_vec(),
+            });
+        }
+        let holder_envelope = r.bytes("holder envelope", MAX_ENVELOPE)?.to_vec();
+        Ok(LicenceRecord {
+            licence_type,
+            contract_version,
+            holder,
+            issuer,
+            status,
+            valid_from,
+            valid_to,
+            issued_at,
+            updated_at,
+            last_tx,
+            fields,
+            holder_envelope,
+        })
+    }
+}
+
+impl Encode for GrantRecord {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.licence);
+        w.put(&self.holder);
+        w.put(&self.grantee);
+        w.put(&self.item);
+        w.u64(self.fields);
+        w.put(&self.not_before);
+        w.put(&self.not_after);
+        w.u32(self.max_uses);
+        w.u32(self.uses);
+        w.bool(self.revoked);
+        w.put(&self.created_at);
+        w.bytes(&self.envelope);
+    }
+}
+
+impl Decode for GrantRecord {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(GrantRecord {
+            licence: r.get()?,
+            holder: r.get()?,
+            grantee: r.get()?,
+            item: r.get()?,
+            fields: r.u64("fields")?,
+            not_before: r.get()?,
+            not_after: r.get()?,
+            max_uses: r.u32("max uses")?,
+            uses: r.u32("uses")?,
+            revoked: r.bool("revoked")?,
+            created_at: r.get()?,
+            envelope: r.bytes("envelope", MAX_ENVELOPE)?.to_vec(),
+        })
+    }
+}
+
+impl Encode for TraceRecord {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.grant);
+        w.put(&self.licence);
+        w.put(&self.grantee);
+        w.put(&self.item);
+        w.u64(self.fields);
+        w.put(&self.time);
+        w.put(&self.tx);
+    }
+}
+
+impl Decode for TraceRecord {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(TraceRecord {
+            grant: r.get()?,
+            licence: r.get()?,
+            grantee: r.get()?,
+            item: r.get()?,
+            fields: r.u64("fields")?,
+            time: r.get()?,
+            tx: r.get()?,
+        })
+    }
+}
+
+impl Encode for Attestation {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.member);
+        w.u16(self.kind);
+        w.put(&self.time);
+        w.put(&self.tx);
+    }
+}
+
+impl Decode for Attestation {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Attestation { member: r.get()?, kind: r.u16("kind")?, time: r.get()?, tx: r.get()? })
+    }
+}
+
+/// Typed reads over any view.
+pub trait StateReads: StateView {
+    /// A licence.
+    fn licence(&self, id: &LicenceId) -> Option<LicenceRecord> {
+        self.get(&Key::Licence(*id)).map(|b| LicenceRecord::from_bytes(&b).expect("stored licence decodes"))
+    }
+
+    /// A grant.
+    fn grant(&self, id: &GrantId) -> Option<GrantRecord> {
+        self.get(&Key::Grant(*id)).map(|b| GrantRecord::from_bytes(&b).expect("stored grant decodes"))
+    }
+
+    /// A holder's trace count.
+    fn trace_count(&self, holder: &HolderId) -> u64 {
+        self.get(&Key::TraceCount(*holder)).map_or(0, |b| u64::from_bytes(&b).expect("stored count decodes"))
+    }
+
+    /// A holder's `n`-th trace.
+    fn trace(&self, holder: &HolderId, n: u64) -> Option<TraceRecord> {
+        self.get(&Key::Trace(*holder, n)).map(|b| TraceRecord::from_bytes(&b).expect("stored trace decodes"))
+    }
+
+    /// Every trace of a holder, oldest first.
+    fn traces(&self, holder: &HolderId) -> Vec<TraceRecord> {
+        (0..self.trace_count(holder)).filter_map(|n| self.trace(holder, n)).collect()
+    }
+}
+
+impl<V: StateView + ?Sized> StateReads for V {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_bytes_are_fixed_and_round_trip() {
+        let h = HolderId([0xaa; 32]);
+        let k = Key::Trace(h, 0x0102);
+        let mut expected = vec![0xaa; 32];
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(k.bytes(), expected);
+        let samples = [
+            Key::Licence(LicenceId([1; 32])),
+            Key::Grant(GrantId([2; 32])),
+            k,
+            Key::TraceCount(h),
+            Key::HolderLicence(h, LicenceId([3; 32])),
+            Key::Replay(TxId([4; 32])),
+            Key::ReplayExpiry(Timestamp(77), TxId([5; 32])),
+            Key::Attestation(Hash32([6; 32])),
+        ];
+        for key in samples {
+            assert_eq!(Key::from_parts(key.table(), &key.bytes()), Some(key));
+        }
+        assert_eq!(Key::from_parts(Table::Licences, &[0; 31]), None);
+    }
+
+    #[test]
+    fn overlay_reads_its_own_writes_and_deletes() {
+        let mut base = MemState::default();
+        let k = Key::Replay(TxId([1; 32]));
+        base.apply(&Writes::from([(k, Some(vec![1]))]));
+        let mut o = Overlay::new(&base);
+        assert_eq!(o.get(&k), Some(vec![1]));
+        o.put(k, None);
+        assert_eq!(o.get(&k), None);
+    }
+
+    #[test]
+    fn replay_expiry_lists_only_older_entries() {
+        let mut s = MemState::default();
+        for t in [5u64, 10, 15] {
+            s.apply(&Writes::from([(Key::ReplayExpiry(Timestamp(t), TxId([t as u8; 32])), Some(vec![]))]));
+        }
+        let got: Vec<u64> = s.replay_expired(Timestamp(11)).iter().map(|(t, _)| t.0).collect();
+        assert_eq!(got, vec![5, 10]);
+    }
+}

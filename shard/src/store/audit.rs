@@ -1,0 +1,137 @@
+//! Re-hash a stored chain and report the first block that does not check out.
+//!
+//! For every height: the block decodes; its header extends the previous header's hash; every
+//! transaction's id is recomputed from its bytes; the Merkle root is recomputed over ids and
+//! outcomes; and every indexed transaction points back at a block position holding that id. The
+//! tip in the metadata must be the last block's header.
+
+use elchain_types::block::{entry_id, Block, BlockHeader};
+use elchain_types::codec::Decode;
+use elchain_types::ids::TxId;
+use elchain_types::tx::SignedTx;
+use redb::ReadableTable;
+
+use super::schema::{parse_tx_location, BLOCKS, TX_INDEX};
+use super::{Store, StoreError};
+
+/// What an audit found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Blocks checked (genesis excluded).
+    pub blocks: u64,
+    /// Transactions checked.
+    pub txs: u64,
+    /// Tx-index entries checked.
+    pub index_entries: u64,
+    /// The first problem, if any.
+    pub first_bad: Option<Finding>,
+}
+
+/// One problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The block at fault (for index problems, the block the entry points to).
+    pub height: u64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl AuditReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Audit `store`, calling `progress(height)` after each block.
+pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport, StoreError> {
+    let mut report = AuditReport { blocks: 0, txs: 0, index_entries: 0, first_bad: None };
+    let tip = store.tip()?;
+    let mut prev: BlockHeader = store.genesis()?;
+    let r = store.db().begin_read()?;
+    let blocks = r.open_table(BLOCKS)?;
+    let mut expected_height = 1u64;
+    let bad = |height: u64, problem: String| Some(Finding { height, problem });
+    for entry in blocks.iter()? {
+        let (k, v) = entry?;
+        let height = k.value();
+        if height != expected_height {
+            report.first_bad = bad(expected_height, format!("block {expected_height} is missing"));
+            return Ok(report);
+        }
+        let block = match Block::from_bytes(v.value()) {
+            Ok(b) => b,
+            Err(e) => {
+                report.first_bad = bad(height, format!("does not decode: {e}"));
+                return Ok(report);
+            }
+        };
+        if let Some(problem) = check_block(&block, &prev, height) {
+            report.first_bad = bad(height, problem);
+            return Ok(report);
+        }
+        report.blocks += 1;
+        report.txs += block.txs.len() as u64;
+        prev = block.header;
+        expected_height += 1;
+        progress(height);
+    }
+    if prev != tip {
+        report.first_bad =
+            bad(tip.height, format!("metadata tip is height {}, the chain ends at {}", tip.height, prev.height));
+        return Ok(report);
+    }
+    let index = r.open_table(TX_INDEX)?;
+    for entry in index.iter()? {
+        let (k, v) = entry?;
+        report.index_entries += 1;
+        let Ok(id) = <[u8; 32]>::try_from(k.value()) else {
+            report.first_bad = bad(0, format!("tx index key of {} bytes", k.value().len()));
+            return Ok(report);
+        };
+        let Some((height, i)) = parse_tx_location(v.value()) else {
+            report.first_bad = bad(0, format!("tx index entry of {} is malformed", TxId(id)));
+            return Ok(report);
+        };
+        let holds = blocks
+            .get(height)?
+            .and_then(|b| Block::from_bytes(b.value()).ok())
+            .is_some_and(|b| b.ids.get(i as usize) == Some(&TxId(id)));
+        if !holds {
+            report.first_bad = bad(height, format!("tx index says {} is at position {i}, it is not", TxId(id)));
+            return Ok(report);
+        }
+    }
+    Ok(report)
+}
+
+fn check_block(block: &Block, prev: &BlockHeader, height: u64) -> Option<String> {
+    let h = &block.header;
+    if h.height != height {
+        return Some(format!("header says height {}", h.height));
+    }
+    if h.chain != prev.chain {
+        return Some(format!("header names chain {}, the store holds chain {}", h.chain, prev.chain));
+    }
+    if h.prev != prev.hash() {
+        return Some(format!("previous-hash {} does not match block {}'s hash {}", h.prev, prev.height, prev.hash()));
+    }
+    if h.time < prev.time {
+        return Some("block time goes backwards".into());
+    }
+    let n = block.txs.len();
+    if h.tx_count as usize != n || block.ids.len() != n || block.outcomes.len() != n {
+        return Some(format!("header counts {} transactions, the body holds {n}", h.tx_count));
+    }
+    for (i, (raw, id)) in block.txs.iter().zip(&block.ids).enumerate() {
+        let recomputed = entry_id(raw, SignedTx::decode_wire(raw).ok().map(|t| t.id()));
+        if recomputed != *id {
+            return Some(format!("transaction {i} hashes to {recomputed}, recorded as {id}"));
+        }
+    }
+    let root = block.compute_tx_root();
+    if root != h.tx_root {
+        return Some(format!("transaction root {root} does not match the header's {}", h.tx_root));
+    }
+    None
+}

@@ -1,0 +1,327 @@
+//! A chain's blocks and state in one redb file.
+//!
+//! One write transaction per block holds the block, its tx-index entries, its state changes and
+//! the new tip, so a crash leaves either the whole block or none of it. Commits are durable
+//! (fsync) before [`Store::commit`] returns.
+
+pub mod audit;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use elchain_types::block::{Block, BlockHeader, InclusionProof};
+use elchain_types::codec::{Decode, Encode};
+use elchain_types::contract::Consortium;
+use elchain_types::ids::{ChainId, HolderId, LicenceId, Timestamp, TxId};
+use redb::{Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata};
+
+use crate::exec::{genesis_header, Executed};
+use crate::state::{Key, StateView, Table};
+use schema::*;
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, locking, corruption it detected).
+    #[error("storage: {0}")]
+    Redb(#[from] redb::Error),
+    /// The file is not an elchain chain store.
+    #[error("{path} is not an elchain chain store: {why}")]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        why: String,
+    },
+    /// The file was written by another schema version.
+    #[error("store schema version {found}, this build reads {expected}")]
+    SchemaVersion {
+        /// Version in the file.
+        found: u32,
+        /// Version of this build.
+        expected: u32,
+    },
+    /// A stored value does not decode.
+    #[error("stored {what} does not decode: {why}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// The codec's complaint.
+        why: String,
+    },
+    /// A block does not extend the tip.
+    #[error("block {height} does not extend the tip {tip}")]
+    NotNext {
+        /// Height offered.
+        height: u64,
+        /// Current tip height.
+        tip: u64,
+    },
+    /// A store already exists at the path.
+    #[error("{0} already exists")]
+    Exists(PathBuf),
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Redb(e.into())
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Where a transaction is and what became of it, with proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Block height.
+    pub height: u64,
+    /// Header of that block.
+    pub header: BlockHeader,
+    /// Inclusion proof (carries index and outcome).
+    pub proof: InclusionProof,
+}
+
+/// A chain store on disk.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    chain: ChainId,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).field("chain", &self.chain).finish()
+    }
+}
+
+fn corrupt(what: impl Into<String>, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { what: what.into(), why: e.to_string() }
+}
+
+impl Store {
+    /// Create a new store at `path` with the genesis block of `chain` under `consortium`.
+    pub fn create(path: &Path, chain: ChainId, consortium: &Consortium, time: Timestamp) -> Result<Self, StoreError> {
+        if path.exists() {
+            return Err(StoreError::Exists(path.to_path_buf()));
+        }
+        let db = Database::create(path)?;
+        let genesis = genesis_header(chain, consortium, time);
+        let mut w = db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        {
+            let mut meta = w.open_table(META)?;
+            meta.insert(META_SCHEMA_VERSION, &SCHEMA_VERSION.to_le_bytes()[..])?;
+            meta.insert(META_CHAIN, &chain.0.to_le_bytes()[..])?;
+            meta.insert(META_CONSORTIUM, &consortium.to_bytes()[..])?;
+            meta.insert(META_GENESIS, &genesis.to_bytes()[..])?;
+            meta.insert(META_TIP, &genesis.to_bytes()[..])?;
+            w.open_table(BLOCKS)?;
+            w.open_table(TX_INDEX)?;
+            for t in Table::ALL {
+                w.open_table(state_table(t))?;
+            }
+        }
+        w.commit()?;
+        Ok(Self { db, path: path.to_path_buf(), chain })
+    }
+
+    /// Open an existing store, checking that it is one and of this schema version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NotAStore { path: path.to_path_buf(), why: "no such file".into() });
+        }
+        let db = Database::open(path)?;
+        let r = db.begin_read()?;
+        let meta = r.open_table(META).map_err(|e| StoreError::NotAStore {
+            path: path.to_path_buf(),
+            why: format!("no meta table ({e})"),
+        })?;
+        let get_u32 = |key: &str| -> Result<u32, StoreError> {
+            let v = meta.get(key)?.ok_or_else(|| StoreError::NotAStore {
+                path: path.to_path_buf(),
+                why: format!("no {key} entry"),
+            })?;
+            let b: [u8; 4] = v.value().try_into().map_err(|_| corrupt(key, "not 4 bytes"))?;
+            Ok(u32::from_le_bytes(b))
+        };
+        let version = get_u32(META_SCHEMA_VERSION)?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::SchemaVersion { found: version, expected: SCHEMA_VERSION });
+        }
+        let chain = ChainId(get_u32(META_CHAIN)?);
+        drop(meta);
+        drop(r);
+        Ok(Self { db, path: path.to_path_buf(), chain })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The chain this store holds.
+    pub fn chain(&self) -> ChainId {
+        self.chain
+    }
+
+    fn meta_value<T: Decode>(&self, key: &str) -> Result<T, StoreError> {
+        let r = self.db.begin_read()?;
+        let meta = r.open_table(META)?;
+        let v = meta.get(key)?.ok_or_else(|| corrupt(key, "missing"))?;
+        T::from_bytes(v.value()).map_err(|e| corrupt(key, e))
+    }
+
+    /// The last committed header.
+    pub fn tip(&self) -> Result<BlockHeader, StoreError> {
+        self.meta_value(META_TIP)
+    }
+
+    /// The genesis header.
+    pub fn genesis(&self) -> Result<BlockHeader, StoreError> {
+        self.meta_value(META_GENESIS)
+    }
+
+    /// The consortium the chain was created under.
+    pub fn consortium(&self) -> Result<Consortium, StoreError> {
+        self.meta_value(META_CONSORTIUM)
+    }
+
+    /// A consistent read view of the state as of the last commit.
+    pub fn view(&self) -> Result<StoreView, StoreError> {
+        Ok(StoreView { txn: self.db.begin_read()? })
+    }
+
+    /// Commit an executed block: block, tx index, state changes and tip, in one durable write.
+    pub fn commit(&self, executed: &Executed) -> Result<(), StoreError> {
+        let header = &executed.block.header;
+        let tip = self.tip()?;
+        if header.height != tip.height + 1 || header.prev != tip.hash() {
+            return Err(StoreError::NotNext { height: header.height, tip: tip.height });
+        }
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        {
+            let mut blocks = w.open_table(BLOCKS)?;
+            blocks.insert(header.height, &executed.block.to_bytes()[..])?;
+            let mut index = w.open_table(TX_INDEX)?;
+            for (i, (id, outcome)) in executed.block.ids.iter().zip(&executed.block.outcomes).enumerate() {
+                // Only the transaction that took effect (or, failing that, the first mention)
+                // is indexed: a rejected replay must not hide the original.
+                if outcome.is_valid() || index.get(&id.0[..])?.is_none() {
+                    index.insert(&id.0[..], &tx_location(header.height, i as u32)[..])?;
+                }
+            }
+            let mut tables: Vec<_> = Vec::with_capacity(Table::ALL.len());
+            for t in Table::ALL {
+                tables.push(w.open_table(state_table(t))?);
+            }
+            for (k, v) in &executed.writes {
+                let t = &mut tables[k.table() as usize];
+                match v {
+                    Some(v) => t.insert(&k.bytes()[..], &v[..])?,
+                    None => t.remove(&k.bytes()[..])?,
+                };
+            }
+            drop(tables);
+            let mut meta = w.open_table(META)?;
+            meta.insert(META_TIP, &header.to_bytes()[..])?;
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The block at `height` (genesis has none).
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOCKS)?;
+        let Some(v) = t.get(height)? else { return Ok(None) };
+        Block::from_bytes(v.value()).map(Some).map_err(|e| corrupt(format!("block {height}"), e))
+    }
+
+    /// Number of stored blocks (genesis excluded).
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(BLOCKS)?.len()?)
+    }
+
+    /// Where a transaction is recorded.
+    pub fn tx_location(&self, id: &TxId) -> Result<Option<(u64, u32)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TX_INDEX)?;
+        let Some(v) = t.get(&id.0[..])? else { return Ok(None) };
+        parse_tx_location(v.value()).map(Some).ok_or_else(|| corrupt(format!("tx index of {id}"), "bad length"))
+    }
+
+    /// The receipt of a transaction: block header and inclusion proof.
+    pub fn receipt(&self, id: &TxId) -> Result<Option<Receipt>, StoreError> {
+        let Some((height, index)) = self.tx_location(id)? else { return Ok(None) };
+        let block = self.block(height)?.ok_or_else(|| corrupt(format!("block {height}"), "indexed but missing"))?;
+        if index as usize >= block.ids.len() {
+            return Err(corrupt(format!("tx index of {id}"), "points past the block"));
+        }
+        Ok(Some(Receipt { height, header: block.header, proof: InclusionProof::for_block(&block, index as usize) }))
+    }
+
+    /// The licences a holder has on this chain.
+    pub fn holder_licences(&self, holder: &HolderId) -> Result<Vec<LicenceId>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(state_table(Table::HolderLicences))?;
+        let mut lo = holder.0.to_vec();
+        lo.extend_from_slice(&[0u8; 32]);
+        let mut hi = holder.0.to_vec();
+        hi.extend_from_slice(&[0xffu8; 32]);
+        let mut out = Vec::new();
+        for entry in t.range(&lo[..]..=&hi[..])? {
+            let (k, _) = entry?;
+            if let Some(Key::HolderLicence(_, l)) = Key::from_parts(Table::HolderLicences, k.value()) {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// A read transaction over the state, usable by the executor.
+pub struct StoreView {
+    txn: ReadTransaction,
+}
+
+impl StateView for StoreView {
+    fn get(&self, key: &Key) -> Option<Vec<u8>> {
+        // A failing read of committed state is an I/O fault the replica cannot reason past.
+        let t = self.txn.open_table(state_table(key.table())).expect("state table opens");
+        t.get(&key.bytes()[..]).expect("state read").map(|v| v.value().to_vec())
+    }
+
+    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
+        let t = self.txn.open_table(state_table(Table::ReplayExpiry)).expect("state table opens");
+        let hi = now.0.to_be_bytes();
+        t.range(..&hi[..])
+            .expect("state read")
+            .map(|e| {
+                let (k, _) = e.expect("state read");
+                match Key::from_parts(Table::ReplayExpiry, k.value()) {
+                    Some(Key::ReplayExpiry(t, id)) => (t, id),
+                    _ => panic!("replay_expiry key of {} bytes", k.value().len()),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! The redb store: durability, reopening, receipts, audit, and agreement with the in-memory state.
+
+use elchain_types::ids::{ChainId, Timestamp};
+use elchain_types::profile::Profile;
+use redb::ReadableTable;
+
+use super::*;
+use crate::exec::tests::{replay_blocks, scripted_blocks};
+use crate::ledger::Ledger;
+use crate::state::StateReads;
+use crate::LogPosition;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn ledger(dir: &Path) -> Ledger {
+    let c = Profile::sample().into_dev_consortium().unwrap();
+    Ledger::create(&dir.join("chain.redb"), ChainId(1), c, Timestamp(T0), 2).unwrap()
+}
+
+fn fill(l: &Ledger, blocks: &[Vec<Vec<u8>>]) {
+    for (i, b) in blocks.iter().enumerate() {
+        l.append(b.clone(), Timestamp(T0 + i as u64 * 1000), LogPosition::default()).unwrap();
+    }
+}
+
+#[test]
+fn redb_and_memory_reach_the_same_state_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(3, 10);
+    let l = ledger(dir.path());
+    fill(&l, &blocks);
+    let (mem_root, mem_state, _) = replay_blocks(&blocks);
+    assert_eq!(l.tip().unwrap().state_root, mem_root);
+    // Every entry of the in-memory state is in redb with the same bytes.
+    let view = l.store().view().unwrap();
+    for (k, v) in mem_state.iter() {
+        assert_eq!(view.get(k).as_ref(), Some(v), "{k:?}");
+    }
+}
+
+#[test]
+fn reopening_keeps_every_block_and_the_tip() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(4, 6);
+    let tip = {
+        let l = ledger(dir.path());
+        fill(&l, &blocks);
+        l.tip().unwrap()
+    };
+    let l = Ledger::open(&dir.path().join("chain.redb"), 1).unwrap();
+    assert_eq!(l.tip().unwrap(), tip);
+    assert_eq!(l.store().block_count().unwrap(), 6);
+    for h in 1..=6 {
+        assert_eq!(l.store().block(h).unwrap().unwrap().txs, blocks[h as usize - 1]);
+    }
+    assert!(audit::audit(l.store(), |_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn a_copy_taken_while_open_holds_every_committed_block() {
+    // What a power cut leaves: the file as it is on disk while the process still runs.
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(5, 5);
+    let l = ledger(dir.path());
+    fill(&l, &blocks);
+    let copy = dir.path().join("crashed.redb");
+    std::fs::copy(l.store().path(), &copy).unwrap();
+    let crashed = Store::open(&copy).unwrap();
+    assert_eq!(crashed.tip().unwrap(), l.tip().unwrap());
+    let report = audit::audit(&crashed, |_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.blocks, 5);
+}
+
+#[test]
+fn receipts_prove_inclusion_against_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(6, 4);
+    let l = ledger(dir.path());
+    fill(&l, &blocks);
+    let block = l.store().block(2).unwrap().unwrap();
+    for id in &block.ids {
+        let r = l.store().receipt(id).unwrap().unwrap();
+        assert!(r.proof.verify(&r.header));
+        assert_eq!(r.header, l.store().block(r.height).unwrap().unwrap().header);
+    }
+}
+
+#[test]
+fn a_block_that_does_not_extend_the_tip_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let blocks = scripted_blocks(7, 2);
+    let ex = l.append(blocks[0].clone(), Timestamp(T0), LogPosition::default()).unwrap();
+    assert!(matches!(l.store().commit(&ex), Err(StoreError::NotNext { height: 1, tip: 1 })));
+}
+
+#[test]
+fn audit_names_a_block_whose_stored_bytes_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    fill(&l, &scripted_blocks(8, 5));
+    // Change one signature byte of block 3 through redb itself.
+    {
+        let w = l.store().db().begin_write().unwrap();
+        {
+            let mut t = w.open_table(schema::BLOCKS).unwrap();
+            let mut bytes = t.get(3).unwrap().unwrap().value().to_vec();
+            let n = bytes.len();
+            bytes[n - 40] ^= 1;
+            t.insert(3, &bytes[..]).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let report = audit::audit(l.store(), |_| {}).unwrap();
+    assert_eq!(report.first_bad.as_ref().map(|f| f.height), Some(3), "{report:?}");
+}
+
+#[test]
+fn audit_finds_a_tx_index_entry_that_points_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    fill(&l, &scripted_blocks(9, 3));
+    let id = l.store().block(1).unwrap().unwrap().ids[0];
+    {
+        let w = l.store().db().begin_write().unwrap();
+        w.open_table(schema::TX_INDEX).unwrap().insert(&id.0[..], &schema::tx_location(2, 0)[..]).unwrap();
+        w.commit().unwrap();
+    }
+    let report = audit::audit(l.store(), |_| {}).unwrap();
+    assert_eq!(report.first_bad.map(|f| f.height), Some(2));
+}
+
+#[test]
+fn opening_refuses_missing_files_other_versions_and_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(Store::open(&dir.path().join("none.redb")), Err(StoreError::NotAStore { .. })));
+    let l = ledger(dir.path());
+    let path = l.store().path().to_path_buf();
+    let c = l.consortium().clone();
+    {
+        let w = l.store().db().begin_write().unwrap();
+        w.open_table(schema::META).unwrap().insert(schema::META_SCHEMA_VERSION, &99u32.to_le_bytes()[..]).unwrap();
+        w.commit().unwrap();
+    }
+    drop(l);
+    assert!(matches!(Store::open(&path), Err(StoreError::SchemaVersion { found: 99, expected: 1 })));
+    assert!(matches!(Store::create(&path, ChainId(1), &c, Timestamp(0)), Err(StoreError::Exists(_))));
+}
+
+#[test]
+fn holder_licences_and_traces_are_listed_from_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let blocks = scripted_blocks(10, 8);
+    fill(&l, &blocks);
+    let (_, mem, _) = replay_blocks(&blocks);
+    let view = l.store().view().unwrap();
+    for n in 0..5 {
+        let h = elchain_types::crypto::Keypair::dev(&format!("person-{n}")).holder_id();
+        assert_eq!(view.traces(&h), mem.traces(&h));
+        let listed = l.store().holder_licences(&h).unwrap();
+        assert!(listed.iter().all(|lic| view.licence(lic).unwrap().holder == h));
+    }
+}

@@ -1,0 +1,253 @@
+//! Parallel signature verification: raw bytes in, one verdict per transaction out.
+//!
+//! ```text
+//!  raw txs ──par_chunks(batch)──► decode ─► shape checks ─► one batch verification per chunk
+//!                                                              │ fails?
+//!                                                              ▼
+//!                                                  verify_one per signature (finds the bad ones)
+//! ```
+//!
+//! The work runs on a dedicated rayon pool, never on async runtime workers. The verdict of each
+//! transaction is the same whatever the chunk size or thread count, because batch and single
+//! verification follow one rule ([`elchain_types::verify`]).
+
+use elchain_types::block::entry_id;
+use elchain_types::ids::{ChainId, TxId};
+use elchain_types::reason::RejectCode;
+use elchain_types::tx::SignedTx;
+use elchain_types::verify::{verify_batch, verify_one, SigItem};
+use rayon::prelude::*;
+
+/// A transaction whose encoding, shape and signatures have been checked.
+///
+/// Only the verifier makes these, so a function that takes one cannot be handed an unchecked
+/// transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTx {
+    tx: SignedTx,
+    raw: Vec<u8>,
+}
+
+impl VerifiedTx {
+    /// The transaction.
+    pub fn tx(&self) -> &SignedTx {
+        &self.tx
+    }
+
+    /// The bytes it arrived as (its canonical encoding).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Its id.
+    pub fn id(&self) -> TxId {
+        self.tx.id()
+    }
+}
+
+/// The stateless verdict on one proposed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckedTx {
+    /// Passed every stateless check.
+    Verified(VerifiedTx),
+    /// Failed one; it stays in the block marked with `code`.
+    Rejected {
+        /// The bytes as proposed.
+        raw: Vec<u8>,
+        /// Its id (see [`entry_id`]).
+        id: TxId,
+        /// Why.
+        code: RejectCode,
+    },
+}
+
+impl CheckedTx {
+    /// The entry's id.
+    pub fn id(&self) -> TxId {
+        match self {
+            CheckedTx::Verified(v) => v.id(),
+            CheckedTx::Rejected { id, .. } => *id,
+        }
+    }
+
+    /// The bytes as proposed.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            CheckedTx::Verified(v) => v.raw(),
+            CheckedTx::Rejected { raw, .. } => raw,
+        }
+    }
+}
+
+/// Default number of transactions verified as one batch.
+pub const DEFAULT_BATCH: usize = 64;
+
+/// Checks transactions for one chain on its own thread pool.
+pub struct Verifier {
+    chain: ChainId,
+    batch: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("chain", &self.chain)
+            .field("batch", &self.batch)
+            .field("threads", &self.pool.current_num_threads())
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// A verifier for `chain` with `threads` workers (0: one per core) and batches of `batch`.
+    pub fn new(chain: ChainId, threads: usize, batch: usize) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("verify-{}-{i}", chain.0))
+            .build()
+            .expect("a rayon pool starts");
+        Self { chain, batch: batch.max(1), pool }
+    }
+
+    /// Check every transaction; the result has one entry per input, in order.
+    pub fn check(&self, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
+        let chain = self.chain;
+        let batch = self.batch;
+        self.pool.install(|| {
+            raws.into_par_iter()
+                .chunks(batch)
+                .flat_map_iter(move |chunk| check_chunk(chain, chunk))
+                .collect()
+        })
+    }
+
+    /// Check already-decoded transactions (as a leader does for its own admissions).
+    pub fn check_decoded(&self, txs: Vec<SignedTx>) -> Vec<CheckedTx> {
+        use elchain_types::codec::Encode;
+        self.check(txs.iter().map(Encode::to_bytes).collect())
+    }
+}
+
+/// Check one chunk on the current thread: decode and shape-check each, batch-verify all the
+/// signatures, and on failure find the bad transactions one signature at a time.
+pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
+    let mut decoded: Vec<Result<(SignedTx, Vec<u8>), CheckedTx>> = raws
+        .into_iter()
+        .map(|raw| match SignedTx::decode_wire(&raw).and_then(|tx| tx.check_shape(chain).map(|_| tx)) {
+            Ok(tx) => Ok((tx, raw)),
+            Err(code) => {
+                // A tx that decoded keeps its real id even when its shape is wrong.
+                let id = entry_id(&raw, SignedTx::decode_wire(&raw).ok().map(|t| t.id()));
+                Err(CheckedTx::Rejected { raw, id, code })
+            }
+        })
+        .collect();
+
+    let ids: Vec<Option<[u8; 32]>> =
+        decoded.iter().map(|d| d.as_ref().ok().map(|(tx, _)| tx.id().0)).collect();
+    let mut items: Vec<SigItem<'_>> = Vec::new();
+    for (d, id) in decoded.iter().zip(&ids) {
+        if let (Ok((tx, _)), Some(id)) = (d, id) {
+            items.extend(tx.signatures().iter().map(|s| SigItem { key: &s.key, msg: id, sig: &s.sig }));
+        }
+    }
+    let all_good = items.is_empty() || verify_batch(&items);
+    drop(items);
+
+    decoded
+        .drain(..)
+        .zip(&ids)
+        .map(|(d, id)| match d {
+            Err(rejected) => rejected,
+            Ok((tx, raw)) => {
+                let id = id.as_ref().expect("decoded tx has an id");
+                let ok = all_good
+                    || tx.signatures().iter().all(|s| verify_one(SigItem { key: &s.key, msg: id, sig: &s.sig }));
+                if ok {
+                    CheckedTx::Verified(VerifiedTx { tx, raw })
+                } else {
+                    CheckedTx::Rejected { id: TxId(*id), raw, code: RejectCode::BadSignature }
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use elchain_types::codec::Encode;
+    use elchain_types::crypto::Keypair;
+    use elchain_types::ids::{Hash32, Timestamp};
+    use elchain_types::tx::{Attest, Payload, TxBody};
+
+    use super::*;
+
+    fn attest(i: u64, chain: u32) -> SignedTx {
+        TxBody {
+            chain: ChainId(chain),
+            nonce: i,
+            valid_until: Timestamp(100),
+            payload: Payload::Attest(Attest { digest: Hash32([i as u8; 32]), kind: 1 }),
+        }
+        .seal()
+        .sign(&Keypair::dev(&format!("signer-{}", i % 5)))
+        .done()
+    }
+
+    fn codes(checked: &[CheckedTx]) -> Vec<Option<RejectCode>> {
+        checked
+            .iter()
+            .map(|c| match c {
+                CheckedTx::Verified(_) => None,
+                CheckedTx::Rejected { code, .. } => Some(*code),
+            })
+            .collect()
+    }
+
+    fn mixed_input() -> Vec<Vec<u8>> {
+        let mut raws: Vec<Vec<u8>> = (0..300).map(|i| attest(i, 1).to_bytes()).collect();
+        let n = raws[10].len();
+        raws[10][n - 3] ^= 1; // bad signature
+        raws[77] = vec![1, 2, 3]; // malformed
+        raws[150] = attest(150, 2).to_bytes(); // wrong chain
+        raws[151] = TxBody { chain: ChainId(1), nonce: 1, valid_until: Timestamp(1), payload: Payload::Attest(Attest { digest: Hash32::default(), kind: 0 }) }
+            .seal()
+            .done()
+            .to_bytes(); // unsigned
+        raws[299] = vec![0; 70_000]; // oversized
+        raws
+    }
+
+    #[test]
+    fn each_bad_transaction_gets_its_own_code() {
+        let out = Verifier::new(ChainId(1), 2, 64).check(mixed_input());
+        let c = codes(&out);
+        assert_eq!(c[10], Some(RejectCode::BadSignature));
+        assert_eq!(c[77], Some(RejectCode::Malformed));
+        assert_eq!(c[150], Some(RejectCode::WrongChain));
+        assert_eq!(c[151], Some(RejectCode::Unsigned));
+        assert_eq!(c[299], Some(RejectCode::Oversized));
+        assert_eq!(c.iter().filter(|c| c.is_some()).count(), 5);
+    }
+
+    #[test]
+    fn verdicts_do_not_depend_on_threads_or_batch_size() {
+        let reference = codes(&Verifier::new(ChainId(1), 1, 1).check(mixed_input()));
+        for (threads, batch) in [(1, 64), (2, 7), (2, 300), (3, 1000)] {
+            let got = codes(&Verifier::new(ChainId(1), threads, batch).check(mixed_input()));
+            assert_eq!(got, reference, "threads={threads} batch={batch}");
+        }
+    }
+
+    #[test]
+    fn order_and_ids_are_kept() {
+        let input = mixed_input();
+        let out = Verifier::new(ChainId(1), 2, 16).check(input.clone());
+        assert_eq!(out.len(), input.len());
+        for (c, raw) in out.iter().zip(&input) {
+            assert_eq!(c.raw(), &raw[..]);
+        }
+        assert_eq!(out[0].id(), attest(0, 1).id());
+    }
+}
