@@ -354,11 +354,8 @@ impl<'c> Executor<'c> {
                 Ok(())
             }
             Payload::Attest(p) => {
-                let member = tx
-                    .signatures()
-                    .first()
-                    .and_then(|s| c.member_by_key(&s.key))
-                    .ok_or(RejectCode::UnknownMember)?;
+                let member =
+                    tx.signatures().first().and_then(|s| c.member_by_key(&s.key)).ok_or(RejectCode::UnknownMember)?;
                 if state.get(&Key::Attestation(p.digest)).is_some() {
                     return Err(RejectCode::AttestationExists);
                 }

@@ -55,7 +55,8 @@ impl Fx {
     /// Run raw entries as one block; the clock moves on by one second.
     pub fn run_raw(&mut self, raws: Vec<Vec<u8>>) -> Vec<Outcome> {
         let checked = check_chunk(CHAIN, raws);
-        let ex = Executor::new(&self.c, CHAIN).execute(&self.state, &self.tip, self.now, LogPosition::default(), checked);
+        let ex =
+            Executor::new(&self.c, CHAIN).execute(&self.state, &self.tip, self.now, LogPosition::default(), checked);
         self.state.apply(&ex.writes);
         self.tip = ex.block.header;
         self.now = self.now.plus_ms(1000);
@@ -77,13 +78,25 @@ impl Fx {
     /// An issuance of `code` to `holder` with every field filled.
     fn draft(&mut self, code: &str, holder: &Keypair) -> IssueDraft {
         let ty = self.ty(code);
-        let values: Vec<(String, Vec<u8>)> =
-            ty.fields.iter().map(|f| (f.name.clone(), format!("{}-{}", f.name, holder.public().to_hex()).into_bytes())).collect();
+        let values: Vec<(String, Vec<u8>)> = ty
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), format!("{}-{}", f.name, holder.public().to_hex()).into_bytes()))
+            .collect();
         let refs: Vec<(&str, &[u8])> = values.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
         let to = if ty.max_validity_days == 0 { Timestamp(0) } else { self.now.plus_ms(365 * Timestamp::DAY_MS) };
         let ctx = self.ctx();
-        client::issue(ctx, &ty, self.issuer_id(code), holder.holder_id(), &holder.encryption_public(), &refs, (self.now, to), &mut self.rng)
-            .unwrap()
+        client::issue(
+            ctx,
+            &ty,
+            self.issuer_id(code),
+            holder.holder_id(),
+            &holder.encryption_public(),
+            &refs,
+            (self.now, to),
+            &mut self.rng,
+        )
+        .unwrap()
     }
 
     fn issuer_id(&self, code: &str) -> MemberId {
@@ -146,10 +159,15 @@ impl Fx {
 
     fn status_tx(&mut self, licence: LicenceId, kind: fn(StatusChange) -> Payload, signer: &str) -> SignedTx {
         let ctx = self.ctx();
-        TxBody { chain: ctx.chain, nonce: ctx.nonce, valid_until: ctx.valid_until, payload: kind(StatusChange { licence, reason: 7 }) }
-            .seal()
-            .sign(&dev_member_keypair(signer))
-            .done()
+        TxBody {
+            chain: ctx.chain,
+            nonce: ctx.nonce,
+            valid_until: ctx.valid_until,
+            payload: kind(StatusChange { licence, reason: 7 }),
+        }
+        .seal()
+        .sign(&dev_member_keypair(signer))
+        .done()
     }
 
     fn body(&mut self, payload: Payload) -> TxBody {
@@ -239,7 +257,10 @@ fn replayed_transaction_is_refused_and_forgotten_after_its_window() {
     // Once every window has passed, the replay table is empty again.
     fx.now = fx.now.plus_ms(limits::MAX_TX_WINDOW_MS);
     fx.run(&[]);
-    assert!(fx.state.iter().all(|(k, _)| !matches!(k, crate::state::Key::Replay(_) | crate::state::Key::ReplayExpiry(..))));
+    assert!(fx
+        .state
+        .iter()
+        .all(|(k, _)| !matches!(k, crate::state::Key::Replay(_) | crate::state::Key::ReplayExpiry(..))));
 }
 
 // ---- issuance ----
@@ -273,7 +294,13 @@ fn issue_with_endorsement_succeeds_and_two_of_n_is_enforced() {
     let d = fx.draft("household_register", &person(2));
     let one = d.body.clone().seal().sign(&fx.member_key(ty.issuers[0])).sign(&fx.member_key(ty.endorsers[0])).done();
     fx.expect(&one, RejectCode::EndorsementMissing);
-    let two = d.body.seal().sign(&fx.member_key(ty.issuers[0])).sign(&fx.member_key(ty.endorsers[0])).sign(&fx.member_key(ty.endorsers[1])).done();
+    let two = d
+        .body
+        .seal()
+        .sign(&fx.member_key(ty.issuers[0]))
+        .sign(&fx.member_key(ty.endorsers[0]))
+        .sign(&fx.member_key(ty.endorsers[1]))
+        .done();
     assert_eq!(fx.run1(&two), Outcome::Valid);
 }
 
@@ -745,8 +772,8 @@ fn scripted_workload_mixes_valid_and_invalid_outcomes() {
     let (_, _, outcomes) = replay_blocks(&scripted_blocks(11, 12));
     let all: Vec<Outcome> = outcomes.into_iter().flatten().collect();
     assert!(all.iter().filter(|o| o.is_valid()).count() > 10);
-    assert!(all.iter().any(|o| *o == Outcome::Invalid(RejectCode::Replay)));
-    assert!(all.iter().any(|o| *o == Outcome::Invalid(RejectCode::NotGrantee)));
+    assert!(all.contains(&Outcome::Invalid(RejectCode::Replay)));
+    assert!(all.contains(&Outcome::Invalid(RejectCode::NotGrantee)));
 }
 
 proptest! {

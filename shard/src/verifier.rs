@@ -46,6 +46,8 @@ impl VerifiedTx {
 }
 
 /// The stateless verdict on one proposed transaction.
+// Nearly every entry is `Verified`; boxing it would cost an allocation per transaction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckedTx {
     /// Passed every stateless check.
@@ -115,10 +117,7 @@ impl Verifier {
         let chain = self.chain;
         let batch = self.batch;
         self.pool.install(|| {
-            raws.into_par_iter()
-                .chunks(batch)
-                .flat_map_iter(move |chunk| check_chunk(chain, chunk))
-                .collect()
+            raws.into_par_iter().chunks(batch).flat_map_iter(move |chunk| check_chunk(chain, chunk)).collect()
         })
     }
 
@@ -131,21 +130,23 @@ impl Verifier {
 
 /// Check one chunk on the current thread: decode and shape-check each, batch-verify all the
 /// signatures, and on failure find the bad transactions one signature at a time.
+#[allow(clippy::result_large_err)]
 pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
     let mut decoded: Vec<Result<(SignedTx, Vec<u8>), CheckedTx>> = raws
         .into_iter()
-        .map(|raw| match SignedTx::decode_wire(&raw).and_then(|tx| tx.check_shape(chain).map(|_| tx)) {
-            Ok(tx) => Ok((tx, raw)),
-            Err(code) => {
-                // A tx that decoded keeps its real id even when its shape is wrong.
-                let id = entry_id(&raw, SignedTx::decode_wire(&raw).ok().map(|t| t.id()));
-                Err(CheckedTx::Rejected { raw, id, code })
+        .map(|raw| {
+            match SignedTx::decode_wire(&raw).and_then(|tx| tx.check_shape(chain).map(|_| tx)) {
+                Ok(tx) => Ok((tx, raw)),
+                Err(code) => {
+                    // A tx that decoded keeps its real id even when its shape is wrong.
+                    let id = entry_id(&raw, SignedTx::decode_wire(&raw).ok().map(|t| t.id()));
+                    Err(CheckedTx::Rejected { raw, id, code })
+                }
             }
         })
         .collect();
 
-    let ids: Vec<Option<[u8; 32]>> =
-        decoded.iter().map(|d| d.as_ref().ok().map(|(tx, _)| tx.id().0)).collect();
+    let ids: Vec<Option<[u8; 32]>> = decoded.iter().map(|d| d.as_ref().ok().map(|(tx, _)| tx.id().0)).collect();
     let mut items: Vec<SigItem<'_>> = Vec::new();
     for (d, id) in decoded.iter().zip(&ids) {
         if let (Ok((tx, _)), Some(id)) = (d, id) {
@@ -211,10 +212,15 @@ mod tests {
         raws[10][n - 3] ^= 1; // bad signature
         raws[77] = vec![1, 2, 3]; // malformed
         raws[150] = attest(150, 2).to_bytes(); // wrong chain
-        raws[151] = TxBody { chain: ChainId(1), nonce: 1, valid_until: Timestamp(1), payload: Payload::Attest(Attest { digest: Hash32::default(), kind: 0 }) }
-            .seal()
-            .done()
-            .to_bytes(); // unsigned
+        raws[151] = TxBody {
+            chain: ChainId(1),
+            nonce: 1,
+            valid_until: Timestamp(1),
+            payload: Payload::Attest(Attest { digest: Hash32::default(), kind: 0 }),
+        }
+        .seal()
+        .done()
+        .to_bytes(); // unsigned
         raws[299] = vec![0; 70_000]; // oversized
         raws
     }

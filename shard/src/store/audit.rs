@@ -50,9 +50,8 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
     let mut prev: BlockHeader = store.genesis()?;
     let r = store.db().begin_read()?;
     let blocks = r.open_table(BLOCKS)?;
-    let mut expected_height = 1u64;
     let bad = |height: u64, problem: String| Some(Finding { height, problem });
-    for entry in blocks.iter()? {
+    for (expected_height, entry) in (1u64..).zip(blocks.iter()?) {
         let (k, v) = entry?;
         let height = k.value();
         if height != expected_height {
@@ -73,7 +72,6 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
         report.blocks += 1;
         report.txs += block.txs.len() as u64;
         prev = block.header;
-        expected_height += 1;
         progress(height);
     }
     if prev != tip {

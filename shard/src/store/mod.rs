@@ -24,7 +24,7 @@ use schema::*;
 pub enum StoreError {
     /// redb failed (I/O, locking, corruption it detected).
     #[error("storage: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     /// The file is not an elchain chain store.
     #[error("{path} is not an elchain chain store: {why}")]
     NotAStore {
@@ -66,12 +66,13 @@ macro_rules! redb_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Redb(e.into())
+                StoreError::Redb(Box::new(e.into()))
             }
         }
     )*};
 }
 redb_from!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -141,15 +142,13 @@ impl Store {
         }
         let db = Database::open(path)?;
         let r = db.begin_read()?;
-        let meta = r.open_table(META).map_err(|e| StoreError::NotAStore {
-            path: path.to_path_buf(),
-            why: format!("no meta table ({e})"),
-        })?;
+        let meta = r
+            .open_table(META)
+            .map_err(|e| StoreError::NotAStore { path: path.to_path_buf(), why: format!("no meta table ({e})") })?;
         let get_u32 = |key: &str| -> Result<u32, StoreError> {
-            let v = meta.get(key)?.ok_or_else(|| StoreError::NotAStore {
-                path: path.to_path_buf(),
-                why: format!("no {key} entry"),
-            })?;
+            let v = meta
+                .get(key)?
+                .ok_or_else(|| StoreError::NotAStore { path: path.to_path_buf(), why: format!("no {key} entry") })?;
             let b: [u8; 4] = v.value().try_into().map_err(|_| corrupt(key, "not 4 bytes"))?;
             Ok(u32::from_le_bytes(b))
         };
@@ -243,7 +242,9 @@ impl Store {
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(BLOCKS)?;
-        let Some(v) = t.get(height)? else { return Ok(None) };
+        let Some(v) = t.get(height)? else {
+            return Ok(None);
+        };
         Block::from_bytes(v.value()).map(Some).map_err(|e| corrupt(format!("block {height}"), e))
     }
 
@@ -257,13 +258,17 @@ impl Store {
     pub fn tx_location(&self, id: &TxId) -> Result<Option<(u64, u32)>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(TX_INDEX)?;
-        let Some(v) = t.get(&id.0[..])? else { return Ok(None) };
+        let Some(v) = t.get(&id.0[..])? else {
+            return Ok(None);
+        };
         parse_tx_location(v.value()).map(Some).ok_or_else(|| corrupt(format!("tx index of {id}"), "bad length"))
     }
 
     /// The receipt of a transaction: block header and inclusion proof.
     pub fn receipt(&self, id: &TxId) -> Result<Option<Receipt>, StoreError> {
-        let Some((height, index)) = self.tx_location(id)? else { return Ok(None) };
+        let Some((height, index)) = self.tx_location(id)? else {
+            return Ok(None);
+        };
         let block = self.block(height)?.ok_or_else(|| corrupt(format!("block {height}"), "indexed but missing"))?;
         if index as usize >= block.ids.len() {
             return Err(corrupt(format!("tx index of {id}"), "points past the block"));

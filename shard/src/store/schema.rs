@@ -83,7 +83,16 @@ mod tests {
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
-            ["licences", "grants", "traces", "trace_counts", "holder_licences", "replay", "replay_expiry", "attestations"]
+            [
+                "licences",
+                "grants",
+                "traces",
+                "trace_counts",
+                "holder_licences",
+                "replay",
+                "replay_expiry",
+                "attestations"
+            ]
         );
         for t in Table::ALL {
             assert_eq!(state_table(t).name(), t.name());

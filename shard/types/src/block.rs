@@ -140,7 +140,8 @@ impl Decode for Block {
         let header: BlockHeader = r.get()?;
         let n = r.len("block txs", MAX_BLOCK_TXS)?;
         let cap = n.min(r.remaining() / 40);
-        let (mut txs, mut ids, mut outcomes) = (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
+        let (mut txs, mut ids, mut outcomes) =
+            (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
         for _ in 0..n {
             // A proposer may include oversized garbage; it is stored so the block hashes alike
             // everywhere, bounded by four times the transaction limit.
@@ -253,8 +254,12 @@ impl InclusionProof {
                 node_hash(sibling, &climb(leaf, index - k, n - k, rest)?)
             })
         }
-        climb(leaf_hash(&self.tx_id, &self.entry, self.outcome), self.index as usize, self.tx_count as usize, &self.path)
-            == Some(header.tx_root)
+        climb(
+            leaf_hash(&self.tx_id, &self.entry, self.outcome),
+            self.index as usize,
+            self.tx_count as usize,
+            &self.path,
+        ) == Some(header.tx_root)
     }
 }
 

@@ -342,10 +342,7 @@ mod tests {
 
     #[test]
     fn bool_other_than_zero_or_one_is_refused() {
-        assert_eq!(
-            Reader::new(&[2]).bool("flag").unwrap_err(),
-            CodecError::UnknownTag { what: "flag", tag: 2 }
-        );
+        assert_eq!(Reader::new(&[2]).bool("flag").unwrap_err(), CodecError::UnknownTag { what: "flag", tag: 2 });
     }
 
     #[test]

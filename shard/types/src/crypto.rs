@@ -310,16 +310,10 @@ impl SealedField {
         }
         let aad = field_aad(licence, self.index);
         let pt = XChaCha20Poly1305::new(&key.0.into())
-            .decrypt(
-                XNonce::from_slice(&self.ciphertext[..24]),
-                Payload { msg: &self.ciphertext[24..], aad: &aad },
-            )
+            .decrypt(XNonce::from_slice(&self.ciphertext[..24]), Payload { msg: &self.ciphertext[24..], aad: &aad })
             .map_err(|_| CryptoError::Decrypt)?;
-        let d = Disclosure {
-            index: self.index,
-            salt: pt[..SALT_LEN].try_into().unwrap(),
-            value: pt[SALT_LEN..].to_vec(),
-        };
+        let d =
+            Disclosure { index: self.index, salt: pt[..SALT_LEN].try_into().unwrap(), value: pt[SALT_LEN..].to_vec() };
         if d.matches(licence, &self.commitment) {
             Ok(d)
         } else {

@@ -205,11 +205,12 @@ impl Profile {
         self,
         mut keys: impl FnMut(&str) -> (PublicKey, [u8; 32]),
     ) -> Result<Consortium, ProfileError> {
-        let member_id = |context: &str, code: &str| -> Result<MemberId, ProfileError> {
-            self.members.iter().find(|m| m.code == code).map(|m| MemberId(m.id)).ok_or_else(|| {
-                ProfileError::Unknown { context: context.to_string(), what: "member", code: code.to_string() }
-            })
-        };
+        let member_id =
+            |context: &str, code: &str| -> Result<MemberId, ProfileError> {
+                self.members.iter().find(|m| m.code == code).map(|m| MemberId(m.id)).ok_or_else(|| {
+                    ProfileError::Unknown { context: context.to_string(), what: "member", code: code.to_string() }
+                })
+            };
         let members = self
             .members
             .iter()

@@ -183,7 +183,13 @@ pub struct SignedTx {
 
 impl LicenceId {
     /// The id of a licence issued on `chain` by `issuer` to `holder`, made unique by `nonce`.
-    pub fn derive(chain: ChainId, issuer: MemberId, licence_type: LicenceTypeId, holder: &HolderId, nonce: u64) -> Self {
+    pub fn derive(
+        chain: ChainId,
+        issuer: MemberId,
+        licence_type: LicenceTypeId,
+        holder: &HolderId,
+        nonce: u64,
+    ) -> Self {
         let h = hash(
             domain::LICENCE_ID,
             &[&issuer.0.to_le_bytes(), &licence_type.0.to_le_bytes(), &holder.0, &nonce.to_le_bytes()],

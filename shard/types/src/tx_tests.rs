@@ -85,20 +85,17 @@ fn golden_bytes_of_a_use_transaction() {
     // Changing this encoding changes every tx id on every chain: it must be deliberate.
     let tx = signed(Payload::Use(Use { grant: GrantId([0xab; 32]), fields: 0b101 }), &[]);
     let expected_body = concat!(
-        "01",               // body version
-        "01000000",         // chain 1
-        "0700000000000000", // nonce 7
-        "6300000000000000", // valid_until 99
-        "09",               // payload kind: use
+        "01",                                                               // body version
+        "01000000",                                                         // chain 1
+        "0700000000000000",                                                 // nonce 7
+        "6300000000000000",                                                 // valid_until 99
+        "09",                                                               // payload kind: use
         "abababababababababababababababababababababababababababababababab", // grant id
-        "0500000000000000", // field mask
+        "0500000000000000",                                                 // field mask
     );
     assert_eq!(hex::encode(tx.body_bytes()), expected_body);
     assert_eq!(hex::encode(tx.to_bytes()), format!("3e000000{expected_body}00"));
-    assert_eq!(
-        tx.id().to_hex(),
-        "b72a03898e1cae1512c003b9354e415f6fee4a9f08e86ae323c440f3377bd669"
-    );
+    assert_eq!(tx.id().to_hex(), "b72a03898e1cae1512c003b9354e415f6fee4a9f08e86ae323c440f3377bd669");
 }
 
 #[test]
@@ -118,7 +115,8 @@ fn truncated_or_trailing_bytes_are_malformed() {
 
 #[test]
 fn a_key_signing_twice_is_malformed() {
-    let tx = TxBody { chain: ChainId(1), nonce: 1, valid_until: Timestamp(5), payload: all_payloads().remove(1) }.seal();
+    let tx =
+        TxBody { chain: ChainId(1), nonce: 1, valid_until: Timestamp(5), payload: all_payloads().remove(1) }.seal();
     let k = Keypair::dev("twice");
     let bytes = tx.sign(&k).sign(&k).done().to_bytes();
     assert_eq!(SignedTx::decode_wire(&bytes).unwrap_err(), RejectCode::Malformed);

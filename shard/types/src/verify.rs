@@ -72,9 +72,7 @@ fn small_order_encodings() -> &'static [[u8; 32]; 8] {
 /// Cheap checks on key and `R` that come before the curve arithmetic (rules 1 and 2).
 pub fn acceptable_encodings(key: &PublicKey, sig: &[u8; 64]) -> bool {
     let r: &[u8; 32] = sig[..32].try_into().unwrap();
-    canonical_point_encoding(&key.0)
-        && canonical_point_encoding(r)
-        && !small_order_encodings().iter().any(|s| *s == key.0)
+    canonical_point_encoding(&key.0) && canonical_point_encoding(r) && !small_order_encodings().contains(&key.0)
 }
 
 /// Verify one signature under the elchain rule.

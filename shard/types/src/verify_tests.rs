@@ -108,8 +108,8 @@ fn r_with_a_torsion_component_gets_one_verdict_in_both_modes() {
 fn key_with_a_torsion_component_gets_one_verdict_in_both_modes() {
     let mut rng = StdRng::seed_from_u64(8);
     let a = random_scalar(&mut rng);
-    for t in 1..8 {
-        let key = (a * B + EIGHT_TORSION[t]).compress().to_bytes();
+    for (t, torsion) in EIGHT_TORSION.iter().enumerate().skip(1) {
+        let key = (a * B + torsion).compress().to_bytes();
         let msg = [t as u8; 32];
         let sig = raw_sign(&mut rng, a, key, 0, &msg);
         let v = verdicts(PublicKey(key), msg, sig);

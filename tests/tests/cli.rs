@@ -1,0 +1,100 @@
+//! The `elchain` binary end to end: run a local chain, audit it, tamper with it on disk.
+
+use elchain_shard::Store;
+use elchain_tests::{elchain, stderr, stdout};
+use elchain_types::codec::Encode;
+
+fn run_dev(dir: &std::path::Path, blocks: &str) {
+    let out = elchain(&[
+        "dev",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--blocks",
+        blocks,
+        "--block-size",
+        "40",
+        "--population",
+        "200",
+    ]);
+    assert!(out.status.success(), "dev failed: {}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn verify_passes_on_an_untouched_store_and_names_a_tampered_block() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dev(dir.path(), "6");
+    let data = dir.path().to_str().unwrap();
+
+    let ok = elchain(&["verify", "--quiet", data]);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("OK: 6 blocks, 240 transactions"), "{}", stdout(&ok));
+
+    // Find block 4's bytes in the file and flip one byte in the middle of them.
+    let path = dir.path().join("chain-1.redb");
+    let block = Store::open(&path).unwrap().block(4).unwrap().unwrap().to_bytes();
+    let mut file = std::fs::read(&path).unwrap();
+    let needle = &block[block.len() / 2..block.len() / 2 + 48];
+    let hits: Vec<usize> =
+        file.windows(needle.len()).enumerate().filter(|(_, w)| w == &needle).map(|(i, _)| i).collect();
+    assert!(!hits.is_empty(), "block 4 is stored contiguously");
+    for at in hits {
+        file[at + 20] ^= 0x01;
+    }
+    std::fs::write(&path, &file).unwrap();
+
+    let bad = elchain(&["verify", "--quiet", data]);
+    assert_eq!(bad.status.code(), Some(1), "{}{}", stdout(&bad), stderr(&bad));
+    assert!(stdout(&bad).contains("TAMPERED: first bad block 4"), "{}", stdout(&bad));
+}
+
+#[test]
+fn dev_continues_an_existing_chain_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dev(dir.path(), "3");
+    run_dev(dir.path(), "2");
+    let height = Store::open(&dir.path().join("chain-1.redb")).unwrap().tip().unwrap().height;
+    assert_eq!(height, 5);
+    let ok = elchain(&["verify", "--quiet", dir.path().to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+}
+
+#[test]
+fn verify_reports_a_missing_store_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = elchain(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no chain store"), "{}", stderr(&out));
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    let out = elchain(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&key).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let public = json["public_key"].as_str().unwrap();
+    assert_eq!(public.len(), 64);
+    assert!(stdout(&out).contains(public));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let again = elchain(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"));
+}
+
+#[test]
+fn help_describes_every_command() {
+    let out = elchain(&["--help"]);
+    let text = stdout(&out);
+    for cmd in ["dev", "keygen", "verify"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}");
+        let sub = elchain(&[cmd, "--help"]);
+        assert!(sub.status.success());
+        assert!(stdout(&sub).contains("Usage: elchain"), "{cmd} --help");
+    }
+}
