@@ -65,6 +65,7 @@ pub struct Workload {
     members: Vec<Keypair>,
     holders: HashMap<u32, Keypair>,
     licences: Vec<Licence>,
+    suspended: Vec<usize>,
     grants: Vec<Grant>,
     items_by_type: HashMap<LicenceTypeId, Vec<ItemId>>,
     tx_window_ms: u64,
@@ -102,6 +103,7 @@ impl Workload {
             members,
             holders: HashMap::new(),
             licences: Vec::new(),
+            suspended: Vec::new(),
             grants: Vec::new(),
             items_by_type,
             tx_window_ms: 5 * 60 * 1000,
@@ -266,12 +268,22 @@ impl Workload {
         body.seal().sign(&holder).done()
     }
 
+    /// Suspend a licence, or (more often, when some are suspended) reinstate one: suspensions
+    /// are short, as in practice.
     fn status(&mut self, now: Timestamp) -> SignedTx {
-        let li = self.rng.gen_range(0..self.licences.len());
+        let li = match self.suspended.len() {
+            n if n > 0 && self.rng.gen_bool(0.8) => self.suspended.swap_remove(self.rng.gen_range(0..n)),
+            _ => self.rng.gen_range(0..self.licences.len()),
+        };
         let l = &mut self.licences[li];
         let change = StatusChange { licence: l.id, reason: 1 };
         let payload = if l.suspended { Payload::Reinstate(change) } else { Payload::Suspend(change) };
         l.suspended = !l.suspended;
+        if l.suspended {
+            self.suspended.push(li);
+        } else {
+            self.suspended.retain(|&s| s != li);
+        }
         let ty = l.ty;
         let issuer = self.consortium.licence_type(ty).expect("type exists").issuers[0];
         let ctx = self.ctx(now);
