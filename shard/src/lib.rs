@@ -26,3 +26,4 @@ pub use ledger::Ledger;
 pub use state::{MemState, StateReads, StateView};
 pub use store::{Store, StoreError};
 pub use verifier::{CheckedTx, VerifiedTx, Verifier};
+pub mod raft;

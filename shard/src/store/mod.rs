@@ -201,6 +201,12 @@ impl Store {
 
     /// Commit an executed block: block, tx index, state changes and tip, in one durable write.
     pub fn commit(&self, executed: &Executed) -> Result<(), StoreError> {
+        self.commit_with(executed, &[])
+    }
+
+    /// [`Store::commit`], also writing `extra` metadata entries (such as the replication log
+    /// position) in the same transaction, so they can never disagree with the blocks.
+    pub fn commit_with(&self, executed: &Executed, extra: &[(&str, &[u8])]) -> Result<(), StoreError> {
         let header = &executed.block.header;
         let tip = self.tip()?;
         if header.height != tip.height + 1 || header.prev != tip.hash() {
@@ -233,9 +239,109 @@ impl Store {
             drop(tables);
             let mut meta = w.open_table(META)?;
             meta.insert(META_TIP, &header.to_bytes()[..])?;
+            for (k, v) in extra {
+                meta.insert(*k, *v)?;
+            }
         }
         w.commit()?;
         Ok(())
+    }
+
+    /// Write metadata entries durably (keys outside the schema's own, e.g. replication state).
+    pub fn put_meta(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        {
+            let mut meta = w.open_table(META)?;
+            for (k, v) in entries {
+                meta.insert(*k, *v)?;
+            }
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// A metadata entry.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read()?;
+        let meta = r.open_table(META)?;
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every table's contents as one byte string: what a snapshot carries to a replica that is
+    /// too far behind to catch up from the log.
+    pub fn export(&self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.export_with_meta(&[])?.0)
+    }
+
+    /// [`Store::export`], plus the values of `keys` in the metadata as of the same moment.
+    pub fn export_with_meta(&self, keys: &[&str]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>), StoreError> {
+        let r = self.db.begin_read()?;
+        let mut values = Vec::with_capacity(keys.len());
+        {
+            let meta = r.open_table(META)?;
+            for k in keys {
+                values.push(meta.get(*k)?.map(|v| v.value().to_vec()));
+            }
+        }
+        let mut dump = Dump::default();
+        for e in r.open_table(META)?.iter()? {
+            let (k, v) = e?;
+            dump.meta.push((k.value().to_string(), v.value().to_vec()));
+        }
+        for e in r.open_table(BLOCKS)?.iter()? {
+            let (k, v) = e?;
+            dump.blocks.push((k.value(), v.value().to_vec()));
+        }
+        for e in r.open_table(TX_INDEX)?.iter()? {
+            let (k, v) = e?;
+            dump.tx_index.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        for t in Table::ALL {
+            let mut rows = Vec::new();
+            for e in r.open_table(state_table(t))?.iter()? {
+                let (k, v) = e?;
+                rows.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            dump.state.push(rows);
+        }
+        Ok((dump.encode(), values))
+    }
+
+    /// Build a store at `path` from [`Store::export`] bytes, replacing any file there. The new
+    /// file is written beside it and renamed into place, so a crash leaves the old or the new.
+    pub fn import(path: &Path, bytes: &[u8]) -> Result<Store, StoreError> {
+        let dump = Dump::decode(bytes).ok_or_else(|| corrupt("snapshot", "does not decode"))?;
+        let tmp = path.with_extension("redb.importing");
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let db = Database::create(&tmp)?;
+            let mut w = db.begin_write()?;
+            w.set_durability(Durability::Immediate);
+            {
+                let mut meta = w.open_table(META)?;
+                for (k, v) in &dump.meta {
+                    meta.insert(k.as_str(), &v[..])?;
+                }
+                let mut blocks = w.open_table(BLOCKS)?;
+                for (k, v) in &dump.blocks {
+                    blocks.insert(*k, &v[..])?;
+                }
+                let mut index = w.open_table(TX_INDEX)?;
+                for (k, v) in &dump.tx_index {
+                    index.insert(&k[..], &v[..])?;
+                }
+                for (t, rows) in Table::ALL.iter().zip(&dump.state) {
+                    let mut table = w.open_table(state_table(*t))?;
+                    for (k, v) in rows {
+                        table.insert(&k[..], &v[..])?;
+                    }
+                }
+            }
+            w.commit()?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| corrupt(format!("rename {}", tmp.display()), e))?;
+        Store::open(path)
     }
 
     /// The block at `height` (genesis has none).
@@ -296,6 +402,77 @@ impl Store {
 
     pub(crate) fn db(&self) -> &Database {
         &self.db
+    }
+}
+
+/// The contents of a store, table by table.
+#[derive(Default)]
+struct Dump {
+    meta: Vec<(String, Vec<u8>)>,
+    blocks: Vec<(u64, Vec<u8>)>,
+    tx_index: Vec<(Vec<u8>, Vec<u8>)>,
+    state: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl Dump {
+    fn encode(&self) -> Vec<u8> {
+        use elchain_types::codec::Writer;
+        let mut w = Writer::new();
+        w.u32(self.meta.len() as u32);
+        for (k, v) in &self.meta {
+            w.bytes(k.as_bytes());
+            w.bytes(v);
+        }
+        w.u32(self.blocks.len() as u32);
+        for (k, v) in &self.blocks {
+            w.u64(*k);
+            w.bytes(v);
+        }
+        let pairs = |w: &mut Writer, rows: &[(Vec<u8>, Vec<u8>)]| {
+            w.u32(rows.len() as u32);
+            for (k, v) in rows {
+                w.bytes(k);
+                w.bytes(v);
+            }
+        };
+        pairs(&mut w, &self.tx_index);
+        w.u32(self.state.len() as u32);
+        for rows in &self.state {
+            pairs(&mut w, rows);
+        }
+        w.into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Dump> {
+        use elchain_types::codec::Reader;
+        const BIG: usize = 1 << 31;
+        let mut r = Reader::new(bytes);
+        let mut d = Dump::default();
+        for _ in 0..r.len("meta", BIG).ok()? {
+            let k = String::from_utf8(r.bytes("key", BIG).ok()?.to_vec()).ok()?;
+            d.meta.push((k, r.bytes("value", BIG).ok()?.to_vec()));
+        }
+        for _ in 0..r.len("blocks", BIG).ok()? {
+            d.blocks.push((r.u64("height").ok()?, r.bytes("block", BIG).ok()?.to_vec()));
+        }
+        let pairs = |r: &mut Reader<'_>| -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+            let n = r.len("rows", BIG).ok()?;
+            let mut rows = Vec::with_capacity(n.min(r.remaining()));
+            for _ in 0..n {
+                rows.push((r.bytes("key", BIG).ok()?.to_vec(), r.bytes("value", BIG).ok()?.to_vec()));
+            }
+            Some(rows)
+        };
+        d.tx_index = pairs(&mut r)?;
+        let tables = r.len("tables", Table::ALL.len()).ok()?;
+        if tables != Table::ALL.len() {
+            return None;
+        }
+        for _ in 0..tables {
+            d.state.push(pairs(&mut r)?);
+        }
+        r.finish().ok()?;
+        Some(d)
     }
 }
 

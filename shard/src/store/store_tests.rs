@@ -163,3 +163,16 @@ fn holder_licences_and_traces_are_listed_from_redb() {
         assert!(listed.iter().all(|lic| view.licence(lic).unwrap().holder == h));
     }
 }
+
+#[test]
+fn export_and_import_give_an_identical_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    fill(&l, &scripted_blocks(11, 6));
+    let bytes = l.store().export().unwrap();
+    let copy = Store::import(&dir.path().join("copy.redb"), &bytes).unwrap();
+    assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
+    assert_eq!(copy.export().unwrap(), bytes);
+    assert!(audit::audit(&copy, |_| {}).unwrap().is_clean());
+    assert!(Store::import(&dir.path().join("bad.redb"), &bytes[..bytes.len() - 1]).is_err());
+}
