@@ -15,8 +15,10 @@
 //! - [`store`]: the redb store, its schema, and the chain audit behind `elchain verify`.
 //! - [`ledger`]: the three wired together for one replica.
 
+pub mod ca;
 pub mod exec;
 pub mod ledger;
+pub mod net;
 pub mod state;
 pub mod store;
 pub mod verifier;
@@ -26,4 +28,5 @@ pub use ledger::Ledger;
 pub use state::{MemState, StateReads, StateView};
 pub use store::{Store, StoreError};
 pub use verifier::{CheckedTx, VerifiedTx, Verifier};
+pub mod node;
 pub mod raft;

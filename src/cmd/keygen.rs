@@ -35,7 +35,7 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    fn new(kp: &Keypair) -> Self {
+    pub(crate) fn new(kp: &Keypair) -> Self {
         let (s, e) = kp.secret_seeds();
         KeyFile {
             signing_secret: hex::encode(s),

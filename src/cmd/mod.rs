@@ -1,7 +1,9 @@
 //! Command-line interface: one module per command.
 
+mod ca;
 mod dev;
 mod keygen;
+mod node;
 mod verify;
 
 use std::process::ExitCode;
@@ -36,10 +38,14 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the consortium certificate authority: root, member and node certificates, revocation.
+    Ca(ca::Args),
     /// Run a local chain on the built-in sample consortium and drive a realistic load through it.
     Dev(dev::Args),
     /// Generate a key pair (Ed25519 signing + X25519 encryption) for a holder or a member.
     Keygen(keygen::Args),
+    /// Run a node: replicas of one or more chains, serving Raft and clients over QUIC with mutual TLS.
+    Node(node::Args),
     /// Re-hash a stored chain and its transaction index; exit non-zero on any tampering.
     Verify(verify::Args),
 }
@@ -47,8 +53,10 @@ enum Command {
 /// Run the chosen command; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Ca(a) => ca::run(a),
         Command::Dev(a) => dev::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Node(a) => node::run(a),
         Command::Verify(a) => verify::run(a),
     }
 }

@@ -28,8 +28,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no chain store (*.redb) under {}", args.data.display());
     }
     let mut bad = 0;
+    let mut checked = 0;
+    let scanning = args.data.is_dir();
     for path in &stores {
-        let store = Store::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let store = match Store::open(path) {
+            // A data directory also holds other redb files (Raft logs); only chain stores count.
+            Err(elchain_shard::StoreError::NotAStore { .. }) if scanning => continue,
+            r => r.with_context(|| format!("cannot open {}", path.display()))?,
+        };
+        checked += 1;
         let tip = store.tip()?;
         let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(tip.height) };
         bar.set_style(
@@ -61,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+    }
+    if checked == 0 {
+        anyhow::bail!("no chain store under {}", args.data.display());
     }
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(TAMPERED) })
 }

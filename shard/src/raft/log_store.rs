@@ -47,7 +47,7 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 
 impl LogStore {
     /// Open (or create) the log at `path`.
-    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+    pub fn open(path: &Path) -> Result<Self, crate::store::StoreError> {
         let db = Database::create(path)?;
         let w = db.begin_write()?;
         w.open_table(LOG)?;

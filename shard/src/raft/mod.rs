@@ -11,6 +11,9 @@
 //! The log and vote live in their own redb file ([`log_store::LogStore`]); the chain store holds
 //! the blocks, the state and the last applied log position, written together so they agree.
 
+// openraft's traits fix the error type (`StorageError`); its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod state_machine;
 

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StoredMembership};
 use openraft::{BasicNode, RaftLogId};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StoredMembership};
 
 use elchain_types::contract::Consortium;
 use elchain_types::ids::Timestamp;
@@ -28,6 +28,9 @@ pub const META_MEMBERSHIP: &str = "raft_membership";
 
 /// The chain store, replaceable when a snapshot is installed. Readers clone the inner `Arc`.
 pub type SharedStore = Arc<RwLock<Arc<Store>>>;
+
+/// The last applied log id and membership.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
 
 /// The current store of a [`SharedStore`].
 pub fn current(store: &SharedStore) -> Arc<Store> {
@@ -79,7 +82,7 @@ impl StateMachine {
         self.store.clone()
     }
 
-    fn applied(&self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    fn applied(&self) -> Result<AppliedState, StorageError> {
         let store = current(&self.store);
         let applied = decode_meta(store.get_meta(META_APPLIED).map_err(|e| sm_err(ErrorVerb::Read, e))?)?;
         let membership = decode_meta(store.get_meta(META_MEMBERSHIP).map_err(|e| sm_err(ErrorVerb::Read, e))?)?;
@@ -150,9 +153,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError> {
         self.applied()
     }
 
@@ -178,9 +179,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let err = |e: crate::store::StoreError| {
-            io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e)
-        };
+        let err =
+            |e: crate::store::StoreError| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
         let new_store = Store::import(&self.path, &data).map_err(err)?;
         let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(err)?)?;
         if applied != meta.last_log_id {

@@ -80,6 +80,9 @@ redb_from!(
     redb::CommitError
 );
 
+/// Metadata values read alongside an export, in the order asked for.
+pub type MetaValues = Vec<Option<Vec<u8>>>;
+
 /// Where a transaction is and what became of it, with proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -275,7 +278,7 @@ impl Store {
     }
 
     /// [`Store::export`], plus the values of `keys` in the metadata as of the same moment.
-    pub fn export_with_meta(&self, keys: &[&str]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>), StoreError> {
+    pub fn export_with_meta(&self, keys: &[&str]) -> Result<(Vec<u8>, MetaValues), StoreError> {
         let r = self.db.begin_read()?;
         let mut values = Vec::with_capacity(keys.len());
         {

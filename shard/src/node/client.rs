@@ -1,0 +1,167 @@
+//! A client of a chain's replicas: follows the leader and retries what is safe to retry.
+//!
+//! Resubmitting a transaction is always safe: its id is accepted once per chain, so a retry after
+//! an ambiguous failure either commits it or shows up as `replay` with the original in the index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::rpc::{decode, encode, ChainStatus, Receipt, Request, Response};
+use crate::net::{BoxFuture, Endpoint, Handler, Identity, NetError, PeerIdentity};
+use crate::raft::NodeId;
+
+/// Why a client request did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No node answered usefully before the deadline; the last problem is given.
+    #[error("no answer within {waited:?}: {last}")]
+    Deadline {
+        /// How long the client tried.
+        waited: Duration,
+        /// The last error seen.
+        last: String,
+    },
+    /// A node answered with an error that retrying will not fix.
+    #[error("node {node}: {message}")]
+    Refused {
+        /// The node.
+        node: NodeId,
+        /// Its message.
+        message: String,
+    },
+}
+
+struct NoService;
+
+impl Handler for NoService {
+    fn handle(&self, _peer: PeerIdentity, _request: Bytes) -> BoxFuture<Result<Bytes, String>> {
+        Box::pin(async { Err("this endpoint only makes requests".to_string()) })
+    }
+}
+
+/// Talks to the replicas of chains.
+#[derive(Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+    nodes: BTreeMap<NodeId, SocketAddr>,
+    timeout: Duration,
+    /// Last leader seen per chain: where the next request goes first.
+    leaders: Arc<Mutex<HashMap<u32, NodeId>>>,
+}
+
+impl Client {
+    /// A client with `identity` (a certificate of the consortium CA) that knows `nodes`.
+    pub async fn new(identity: Identity, nodes: BTreeMap<NodeId, SocketAddr>) -> Result<Self, NetError> {
+        let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let endpoint = Endpoint::bind(bind, identity, Arc::new(NoService)).await?;
+        Ok(Self { endpoint, nodes, timeout: Duration::from_secs(5), leaders: Arc::default() })
+    }
+
+    /// Learn (or correct) a node's address.
+    pub fn add_node(&mut self, id: NodeId, addr: SocketAddr) {
+        self.nodes.insert(id, addr);
+    }
+
+    /// Stop talking to a node.
+    pub fn forget_node(&mut self, id: NodeId) {
+        self.nodes.remove(&id);
+    }
+
+    /// One request to one node.
+    pub async fn request(&self, node: NodeId, req: &Request) -> Result<Response, String> {
+        let addr = *self.nodes.get(&node).ok_or_else(|| format!("unknown node {node}"))?;
+        let bytes = self.endpoint.call(node, addr, encode(req), self.timeout).await.map_err(|e| e.to_string())?;
+        decode(&bytes)
+    }
+
+    /// A node's view of a chain.
+    pub async fn status(&self, node: NodeId, chain: u32) -> Result<ChainStatus, String> {
+        match self.request(node, &Request::Status { chain }).await? {
+            Response::Status(s) => Ok(s),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// Wait until some node reports a leader for `chain`.
+    pub async fn wait_leader(&self, chain: u32, deadline: Duration) -> Result<NodeId, ClientError> {
+        let start = Instant::now();
+        let mut last = String::from("no node answered");
+        while start.elapsed() < deadline {
+            for &n in self.nodes.keys() {
+                match self.status(n, chain).await {
+                    Ok(s) => {
+                        if let Some(l) = s.leader {
+                            if self.status(l, chain).await.is_ok_and(|ls| ls.leader == Some(l)) {
+                                return Ok(l);
+                            }
+                        }
+                        last = format!("node {n} knows no leader");
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ClientError::Deadline { waited: deadline, last })
+    }
+
+    /// Send `req` to the chain's leader, following redirects and trying other nodes, until an
+    /// answer other than "not leader" comes or `deadline` passes.
+    pub async fn to_leader(&self, req: Request, deadline: Duration) -> Result<Response, ClientError> {
+        let start = Instant::now();
+        let chain = req.chain();
+        let mut hint: Option<NodeId> = self.leaders.lock().expect("leader cache").get(&chain).copied();
+        let mut last = String::from("no node tried");
+        let mut round = 0usize;
+        while start.elapsed() < deadline {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            let node = hint.take().unwrap_or_else(|| ids[round % ids.len()]);
+            round += 1;
+            match self.request(node, &req).await {
+                Ok(Response::NotLeader { leader }) => {
+                    last = format!("node {node} is not the leader");
+                    hint = leader.map(|(id, _)| id).filter(|id| *id != node && self.nodes.contains_key(id));
+                    if hint.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Ok(Response::Error(m)) => {
+                    // Leadership changes surface as errors while a write is in flight; those
+                    // are retried, anything else is final.
+                    if m.contains("leader") || m.contains("shutting down") || m.contains("starting") {
+                        last = format!("node {node}: {m}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    } else {
+                        return Err(ClientError::Refused { node, message: m });
+                    }
+                }
+                Ok(other) => {
+                    self.leaders.lock().expect("leader cache").insert(chain, node);
+                    return Ok(other);
+                }
+                Err(e) => {
+                    last = format!("node {node}: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Err(ClientError::Deadline { waited: deadline, last })
+    }
+
+    /// Submit encoded transactions and wait for their receipts.
+    pub async fn submit(&self, chain: u32, txs: Vec<Vec<u8>>, deadline: Duration) -> Result<Vec<Receipt>, ClientError> {
+        match self.to_leader(Request::Submit { chain, txs }, deadline).await? {
+            Response::Receipts(r) => Ok(r),
+            other => Err(ClientError::Refused { node: 0, message: format!("unexpected answer {other:?}") }),
+        }
+    }
+
+    /// Close the client's endpoint.
+    pub async fn close(&self) {
+        self.endpoint.close().await;
+    }
+}

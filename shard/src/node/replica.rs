@@ -1,0 +1,395 @@
+//! One chain's replica on a node: Raft, admission and the block batcher.
+//!
+//! ```text
+//!  Submit(txs) ─► leader? ─no─► NotLeader { leader }
+//!       │ yes
+//!       ▼
+//!  admission: Verifier on the rayon pool (decode, shape, signatures) ─► refused: Rejected receipts
+//!       │ verified
+//!       ▼
+//!  batcher: close a block at max_txs or max_wait ─► Raft::client_write (up to in_flight at once)
+//!       │ committed and applied on a quorum
+//!       ▼
+//!  receipts: height, index, outcome
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{info, warn};
+
+use elchain_types::contract::Consortium;
+use elchain_types::ids::{ChainId, Timestamp};
+
+use super::config::{ChainConfig, NodeConfig};
+use super::network::Network;
+use super::rpc::{ChainStatus, RaftRpc, Receipt, ReceiptStatus, Response};
+use crate::net::Endpoint;
+use crate::raft::log_store::LogStore;
+use crate::raft::state_machine::{current, SharedStore, StateMachine};
+use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
+use crate::store::Store;
+use crate::verifier::{CheckedTx, Verifier, DEFAULT_BATCH};
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReplicaMetrics {
+    /// Transactions committed through this node as leader.
+    pub committed_txs: AtomicU64,
+    /// Transactions refused at admission.
+    pub rejected_txs: AtomicU64,
+    /// Blocks proposed by this node.
+    pub proposed_blocks: AtomicU64,
+    /// Transactions waiting for signature verification at admission.
+    pub verify_queue: AtomicU64,
+}
+
+/// Why a batch was not committed.
+#[derive(Debug, Clone)]
+enum BatchError {
+    NotLeader(Option<(NodeId, String)>),
+    Failed(String),
+}
+
+struct Pending {
+    txs: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<(Arc<BlockApplied>, usize), BatchError>>,
+}
+
+/// A chain served by this node.
+pub struct Replica {
+    chain: ChainId,
+    node_id: NodeId,
+    raft: ChainRaft,
+    store: SharedStore,
+    verifier: Arc<Verifier>,
+    batcher: mpsc::Sender<Pending>,
+    allow_raw: bool,
+    /// Exported counters.
+    pub metrics: Arc<ReplicaMetrics>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Replica {
+    /// Open (or create) the chain's stores under the node's data directory and start Raft.
+    pub async fn start(
+        node: &NodeConfig,
+        chain: &ChainConfig,
+        consortium: Arc<Consortium>,
+        endpoint: Endpoint,
+    ) -> anyhow::Result<Arc<Self>> {
+        let id = ChainId(chain.id);
+        let dir = node.data_dir.join(format!("chain-{}", chain.id));
+        std::fs::create_dir_all(&dir)?;
+        let store_path = dir.join("chain.redb");
+        // Every replica must build the identical genesis header: its time is fixed, not "now".
+        let store = if store_path.exists() {
+            let s = Store::open(&store_path)?;
+            anyhow::ensure!(s.chain() == id, "{} holds chain {}, not {}", store_path.display(), s.chain(), id);
+            anyhow::ensure!(
+                s.consortium()? == *consortium,
+                "{} was created under another consortium definition",
+                store_path.display()
+            );
+            s
+        } else {
+            Store::create(&store_path, id, &consortium, Timestamp(0))?
+        };
+        let shared: SharedStore = Arc::new(RwLock::new(Arc::new(store)));
+        let verifier = Arc::new(Verifier::new(id, node.verify_threads, DEFAULT_BATCH));
+        let log = LogStore::open(&dir.join("raft-log.redb"))?;
+        let sm = StateMachine::new(shared.clone(), consortium, verifier.clone());
+        let r = &node.raft;
+        let config = openraft::Config {
+            cluster_name: format!("elchain-chain-{}", chain.id),
+            heartbeat_interval: r.heartbeat_ms,
+            election_timeout_min: r.election_min_ms,
+            election_timeout_max: r.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
+            max_in_snapshot_log_to_keep: r.keep_logs,
+            purge_batch_size: r.purge_batch.max(1),
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(node.node_id, Arc::new(config), Network::new(endpoint, chain.id), log, sm).await?;
+        if chain.bootstrap && !raft.is_initialized().await? {
+            let members: BTreeMap<NodeId, BasicNode> =
+                chain.peers.iter().map(|p| (p.id, BasicNode::new(p.addr.to_string()))).collect();
+            info!(chain = chain.id, members = ?members.keys().collect::<Vec<_>>(), "forming the chain's cluster");
+            if let Err(e) = raft.initialize(members).await {
+                warn!(chain = chain.id, error = %e, "cluster already formed");
+            }
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let metrics = Arc::new(ReplicaMetrics::default());
+        let replica = Arc::new(Replica {
+            chain: id,
+            node_id: node.node_id,
+            raft: raft.clone(),
+            store: shared,
+            verifier,
+            batcher: tx,
+            allow_raw: node.testing.allow_raw_propose,
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics));
+        Ok(replica)
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> ChainId {
+        self.chain
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &ChainRaft {
+        &self.raft
+    }
+
+    /// The current chain store.
+    pub fn store(&self) -> Arc<Store> {
+        current(&self.store)
+    }
+
+    /// The leader's id and address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        Some((id, addr))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    /// Answer a Raft RPC.
+    pub async fn handle_raft(&self, rpc: RaftRpc) -> Response {
+        match rpc {
+            RaftRpc::Append(r) => Response::Append(self.raft.append_entries(r).await),
+            RaftRpc::Vote(r) => Response::Vote(self.raft.vote(r).await),
+            RaftRpc::Snapshot(r) => Response::Snapshot(self.raft.install_snapshot(r).await),
+        }
+    }
+
+    /// Admit, batch and commit `txs`; one receipt per transaction.
+    pub async fn submit(&self, txs: Vec<Vec<u8>>) -> Response {
+        if !self.is_leader() {
+            return Response::NotLeader { leader: self.leader() };
+        }
+        let n = txs.len();
+        self.metrics.verify_queue.fetch_add(n as u64, Ordering::Relaxed);
+        let verifier = self.verifier.clone();
+        let checked = tokio::task::spawn_blocking(move || verifier.check(txs)).await;
+        self.metrics.verify_queue.fetch_sub(n as u64, Ordering::Relaxed);
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => return Response::Error(format!("verification failed: {e}")),
+        };
+        let mut receipts: Vec<Option<Receipt>> = vec![None; n];
+        let mut admitted = Vec::new();
+        let mut positions = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                CheckedTx::Rejected { id, code, .. } => {
+                    self.metrics.rejected_txs.fetch_add(1, Ordering::Relaxed);
+                    receipts[i] =
+                        Some(Receipt { tx_id: id.0, status: ReceiptStatus::Rejected { code: code.as_u16() } });
+                }
+                CheckedTx::Verified(v) => {
+                    positions.push((i, v.id()));
+                    admitted.push(v.raw().to_vec());
+                }
+            }
+        }
+        if !admitted.is_empty() {
+            let (reply, wait) = oneshot::channel();
+            if self.batcher.send(Pending { txs: admitted, reply }).await.is_err() {
+                return Response::Error("the node is shutting down".into());
+            }
+            match wait.await {
+                Ok(Ok((applied, offset))) => {
+                    for (k, (i, id)) in positions.into_iter().enumerate() {
+                        let index = offset + k;
+                        let outcome = applied.results.get(index).map_or(u16::MAX, |r| r.1);
+                        receipts[i] = Some(Receipt {
+                            tx_id: id.0,
+                            status: ReceiptStatus::Committed { height: applied.height, index: index as u32, outcome },
+                        });
+                    }
+                }
+                Ok(Err(BatchError::NotLeader(leader))) => return Response::NotLeader { leader },
+                Ok(Err(BatchError::Failed(m))) => return Response::Error(m),
+                Err(_) => return Response::Error("the batcher stopped".into()),
+            }
+        }
+        Response::Receipts(receipts.into_iter().map(|r| r.expect("every position answered")).collect())
+    }
+
+    /// Propose transactions as they are, skipping admission (fault tests only).
+    pub async fn propose_raw(&self, txs: Vec<Vec<u8>>) -> Response {
+        if !self.allow_raw {
+            return Response::Error("raw proposals are disabled (testing.allow_raw_propose)".into());
+        }
+        match self.raft.client_write(BlockProposal { time: now_ms(), txs }).await {
+            Ok(r) => Response::Receipts(
+                r.data
+                    .results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (id, code))| Receipt {
+                        tx_id: *id,
+                        status: ReceiptStatus::Committed { height: r.data.height, index: i as u32, outcome: *code },
+                    })
+                    .collect(),
+            ),
+            Err(e) => write_error(e),
+        }
+    }
+
+    /// Add `node` as a learner, wait until it has caught up, then make it a voter.
+    pub async fn add_replica(&self, node: NodeId, addr: String) -> Response {
+        if !self.is_leader() {
+            return Response::NotLeader { leader: self.leader() };
+        }
+        if let Err(e) = self.raft.add_learner(node, BasicNode::new(addr), true).await {
+            return write_error(e);
+        }
+        let mut voters: BTreeSet<NodeId> = self.voters();
+        voters.insert(node);
+        match self.raft.change_membership(voters, false).await {
+            Ok(_) => Response::Done,
+            Err(e) => write_error(e),
+        }
+    }
+
+    /// Remove `node` from the chain.
+    pub async fn remove_replica(&self, node: NodeId) -> Response {
+        if !self.is_leader() {
+            return Response::NotLeader { leader: self.leader() };
+        }
+        let mut voters = self.voters();
+        if !voters.remove(&node) {
+            return Response::Error(format!("node {node} is not a voter of chain {}", self.chain));
+        }
+        match self.raft.change_membership(voters, false).await {
+            Ok(_) => Response::Done,
+            Err(e) => write_error(e),
+        }
+    }
+
+    fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// This node's view of the chain.
+    pub fn status(&self) -> ChainStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let tip = self.store().tip().ok();
+        ChainStatus {
+            node: self.node_id,
+            chain: self.chain.0,
+            leader: m.current_leader,
+            term: m.current_term,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            height: tip.map_or(0, |t| t.height),
+            tip_hash: tip.map_or([0; 32], |t| t.hash().0),
+            voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
+        }
+    }
+
+    /// Stop Raft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(chain = %self.chain, error = %e, "raft did not shut down cleanly");
+        }
+    }
+}
+
+type WriteError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+
+/// The leader to ask instead, when the error is "not the leader".
+fn forward(e: &WriteError) -> Option<Option<(NodeId, String)>> {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            Some(f.leader_id.map(|id| (id, f.leader_node.as_ref().map(|n| n.addr.clone()).unwrap_or_default())))
+        }
+        _ => None,
+    }
+}
+
+fn write_error(e: WriteError) -> Response {
+    match forward(&e) {
+        Some(leader) => Response::NotLeader { leader },
+        None => Response::Error(e.to_string()),
+    }
+}
+
+/// Collect submitted transactions into blocks and propose them, a few at a time.
+async fn batcher(
+    raft: ChainRaft,
+    mut rx: mpsc::Receiver<Pending>,
+    cfg: super::config::BatchConfig,
+    metrics: Arc<ReplicaMetrics>,
+) {
+    let in_flight = Arc::new(Semaphore::new(cfg.in_flight));
+    let max_wait = Duration::from_millis(cfg.max_wait_ms);
+    while let Some(first) = rx.recv().await {
+        let mut count = first.txs.len();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while count < cfg.max_txs {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(p) => { count += p.txs.len(); batch.push(p); }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let permit = match in_flight.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let raft = raft.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut txs = Vec::with_capacity(count);
+            let mut replies = Vec::with_capacity(batch.len());
+            for p in batch {
+                replies.push((txs.len(), p.reply));
+                txs.extend(p.txs);
+            }
+            metrics.proposed_blocks.fetch_add(1, Ordering::Relaxed);
+            let result = raft.client_write(BlockProposal { time: now_ms(), txs }).await;
+            drop(permit);
+            match result {
+                Ok(r) => {
+                    metrics.committed_txs.fetch_add(r.data.results.len() as u64, Ordering::Relaxed);
+                    let applied = Arc::new(r.data);
+                    for (offset, reply) in replies {
+                        let _ = reply.send(Ok((applied.clone(), offset)));
+                    }
+                }
+                Err(e) => {
+                    let err = match forward(&e) {
+                        Some(leader) => BatchError::NotLeader(leader),
+                        None => BatchError::Failed(e.to_string()),
+                    };
+                    for (_, reply) in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}

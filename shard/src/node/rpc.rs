@@ -1,0 +1,182 @@
+//! The messages nodes, routers and tools exchange over QUIC, encoded with bincode.
+//!
+//! Transactions inside travel as their canonical bytes; bincode only frames the envelope.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{NodeId, TypeConfig};
+
+/// A request to a node.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Raft traffic between replicas of `chain`.
+    Raft {
+        /// The chain.
+        chain: u32,
+        /// The Raft RPC.
+        rpc: RaftRpc,
+    },
+    /// Submit transactions and wait until each is committed or refused.
+    Submit {
+        /// The chain.
+        chain: u32,
+        /// Encoded signed transactions.
+        txs: Vec<Vec<u8>>,
+    },
+    /// This node's view of a chain.
+    Status {
+        /// The chain.
+        chain: u32,
+    },
+    /// Add a replica: as a learner first (it catches up), then as a voter.
+    AddReplica {
+        /// The chain.
+        chain: u32,
+        /// The new replica's node id.
+        node: NodeId,
+        /// Its QUIC address.
+        addr: String,
+    },
+    /// Remove a replica from the voters.
+    RemoveReplica {
+        /// The chain.
+        chain: u32,
+        /// The replica to remove.
+        node: NodeId,
+    },
+    /// Propose transactions as a block without admission checks. Only honoured when the node's
+    /// config sets `testing.allow_raw_propose`: it plays a faulty leader in fault tests.
+    ProposeRaw {
+        /// The chain.
+        chain: u32,
+        /// Encoded transactions, proposed as they are.
+        txs: Vec<Vec<u8>>,
+    },
+}
+
+impl Request {
+    /// The chain the request is about.
+    pub fn chain(&self) -> u32 {
+        match self {
+            Request::Raft { chain, .. }
+            | Request::Submit { chain, .. }
+            | Request::Status { chain }
+            | Request::AddReplica { chain, .. }
+            | Request::RemoveReplica { chain, .. }
+            | Request::ProposeRaw { chain, .. } => *chain,
+        }
+    }
+}
+
+/// Raft RPCs.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRpc {
+    /// Append entries / heartbeat.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Request a vote.
+    Vote(VoteRequest<NodeId>),
+    /// A snapshot chunk.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// A node's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `RaftRpc::Append`.
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `RaftRpc::Vote`.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `RaftRpc::Snapshot`.
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// One receipt per submitted transaction, in order.
+    Receipts(Vec<Receipt>),
+    /// Answer to `Status`.
+    Status(ChainStatus),
+    /// This node does not lead the chain; ask the leader, if one is known.
+    NotLeader {
+        /// The leader's node id and address.
+        leader: Option<(NodeId, String)>,
+    },
+    /// Done (membership changes).
+    Done,
+    /// The request failed; the message says why.
+    Error(String),
+}
+
+/// What became of one submitted transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The transaction id (or entry id of undecodable bytes).
+    pub tx_id: [u8; 32],
+    /// Committed or refused.
+    pub status: ReceiptStatus,
+}
+
+/// Committed in a block, or refused before any block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptStatus {
+    /// In block `height` at `index`, with `outcome` (0 valid, else the reject code).
+    Committed {
+        /// Block height.
+        height: u64,
+        /// Position in the block.
+        index: u32,
+        /// 0 when the transaction took effect, else its reject code.
+        outcome: u16,
+    },
+    /// Refused at admission (malformed, oversized, unsigned, bad signature, wrong chain): it is in
+    /// no block and may be corrected and sent again.
+    Rejected {
+        /// The reject code.
+        code: u16,
+    },
+}
+
+/// One node's view of a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    /// The answering node.
+    pub node: NodeId,
+    /// The chain.
+    pub chain: u32,
+    /// Current leader, if known.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Last applied log index.
+    pub applied_index: u64,
+    /// Height of the last applied block.
+    pub height: u64,
+    /// Its header hash.
+    pub tip_hash: [u8; 32],
+    /// Voting replicas.
+    pub voters: Vec<NodeId>,
+    /// Learners.
+    pub learners: Vec<NodeId>,
+}
+
+/// Largest message accepted: the frame limit of the transport.
+pub const MAX_MESSAGE: u64 = crate::net::MAX_FRAME as u64;
+
+fn options() -> impl bincode::Options {
+    use bincode::Options;
+    // A size limit so that a lying length prefix cannot make the decoder allocate without bound.
+    bincode::DefaultOptions::new().with_limit(MAX_MESSAGE)
+}
+
+/// Encode a message.
+pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+    use bincode::Options;
+    options().serialize(msg).expect("in-memory messages serialize").into()
+}
+
+/// Decode a message, with a readable error.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    use bincode::Options;
+    options().deserialize(bytes).map_err(|e| format!("undecodable message: {e}"))
+}

@@ -1,0 +1,437 @@
+//! A cluster of real `elchain node` processes on loopback, for fault tests.
+//!
+//! Every node's address in the chain's membership is a UDP relay ([`Relay`]) in front of it, so a
+//! test can cut a node off from the others (both directions) without touching the node.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elchain_shard::ca;
+use elchain_shard::net::{Identity, TlsFiles};
+use elchain_shard::node::client::Client;
+use elchain_shard::node::rpc::{ChainStatus, Receipt, ReceiptStatus};
+use elchain_shard::Store;
+
+use crate::elchain_bin;
+
+/// The chain every cluster test uses.
+pub const CHAIN: u32 = 1;
+
+/// Raft and batching settings for a test cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Build a snapshot every this many entries.
+    pub snapshot_every: u64,
+    /// Entries kept after a snapshot.
+    pub keep_logs: u64,
+    /// Let the leader propose unchecked transactions (a faulty leader).
+    pub allow_raw_propose: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { snapshot_every: 1000, keep_logs: 500, allow_raw_propose: false }
+    }
+}
+
+/// One node of the cluster.
+pub struct NodeProc {
+    /// Node id.
+    pub id: u64,
+    /// The node's own QUIC address.
+    pub listen: SocketAddr,
+    /// The relay address the others use.
+    pub public: SocketAddr,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster under test.
+pub struct Cluster {
+    /// Working directory (CA, certificates, configs, data, logs).
+    pub dir: tempfile::TempDir,
+    /// The nodes by id.
+    pub nodes: BTreeMap<u64, NodeProc>,
+    /// The relays by node id.
+    pub relays: BTreeMap<u64, Relay>,
+    settings: Settings,
+}
+
+fn free_udp_port() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    s.local_addr().expect("local address")
+}
+
+impl Cluster {
+    /// Create a CA, certificates and configs for `n` replicas of one chain, and start them.
+    pub fn start(n: u64, settings: Settings) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_dir = dir.path().join("ca");
+        ca::init(&ca_dir, "test consortium").expect("ca init");
+        let mut cluster = Cluster { dir, nodes: BTreeMap::new(), relays: BTreeMap::new(), settings };
+        for id in 1..=n {
+            cluster.prepare_node(id);
+        }
+        let peers: Vec<u64> = (1..=n).collect();
+        for id in 1..=n {
+            cluster.write_config(id, &peers, id == 1);
+            cluster.spawn(id);
+        }
+        cluster
+    }
+
+    /// Issue a certificate for a new node and give it a relay (not started, not a member).
+    pub fn prepare_node(&mut self, id: u64) {
+        let certs = self.dir.path().join("certs");
+        ca::issue_node(&self.dir.path().join("ca"), id, "public-security", ca::Role::Replica, &certs, false)
+            .expect("issue node certificate");
+        let listen = free_udp_port();
+        let relay = Relay::start(listen);
+        let public = relay.addr;
+        self.relays.insert(id, relay);
+        let data = self.dir.path().join(format!("node-{id}"));
+        self.nodes.insert(
+            id,
+            NodeProc {
+                id,
+                listen,
+                public,
+                config: self.dir.path().join(format!("node-{id}.toml")),
+                log: self.dir.path().join(format!("node-{id}.log")),
+                data,
+                child: None,
+            },
+        );
+    }
+
+    /// Write node `id`'s config: a replica of the chain whose initial members are `peers`.
+    pub fn write_config(&self, id: u64, peers: &[u64], bootstrap: bool) {
+        let n = &self.nodes[&id];
+        let peer_list: Vec<String> =
+            peers.iter().map(|p| format!("{{ id = {p}, addr = \"{}\" }}", self.nodes[p].public)).collect();
+        let ca = self.dir.path().join("ca");
+        let certs = self.dir.path().join("certs");
+        let s = &self.settings;
+        let text = format!(
+            r#"node_id = {id}
+listen = "{listen}"
+data_dir = "{data}"
+verify_threads = 1
+
+[tls]
+ca_cert = "{ca}/ca.pem"
+cert = "{certs}/node-{id}.pem"
+key = "{certs}/node-{id}.key"
+crl = "{ca}/crl.pem"
+
+[raft]
+heartbeat_ms = 100
+election_min_ms = 500
+election_max_ms = 1000
+snapshot_every = {snap}
+keep_logs = {keep}
+purge_batch = 1
+
+[batch]
+max_txs = 500
+max_wait_ms = 10
+
+[testing]
+allow_raw_propose = {raw}
+
+[[chains]]
+id = {CHAIN}
+bootstrap = {bootstrap}
+peers = [{peers}]
+"#,
+            listen = n.listen,
+            data = n.data.display(),
+            ca = ca.display(),
+            certs = certs.display(),
+            snap = s.snapshot_every,
+            keep = s.keep_logs,
+            raw = s.allow_raw_propose,
+            peers = peer_list.join(", "),
+        );
+        std::fs::write(&n.config, text).expect("write node config");
+    }
+
+    /// Start (or restart) node `id`'s process.
+    pub fn spawn(&mut self, id: u64) {
+        let n = self.nodes.get_mut(&id).expect("known node");
+        assert!(n.child.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).expect("log file");
+        let child = Command::new(elchain_bin())
+            .args(["node", "--config", n.config.to_str().expect("utf-8 path")])
+            .env("NO_COLOR", "1")
+            .env("ELCHAIN_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("node starts");
+        n.child = Some(child);
+    }
+
+    /// kill -9 node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop node `id` with SIGTERM and wait for it to exit cleanly.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            for _ in 0..100 {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(status.success(), "node {id} exited with {status}; log:\n{}", self.log(id));
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("node {id} did not stop within 10 s; log:\n{}", self.log(id));
+        }
+    }
+
+    /// Stop every node.
+    pub fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id);
+        }
+    }
+
+    /// Node `id`'s log so far.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()
+    }
+
+    /// Cut node `id` off from every other node, or heal it.
+    pub fn partition(&self, id: u64, cut: bool) {
+        let victim = self.nodes[&id].listen;
+        for (rid, relay) in &self.relays {
+            if *rid == id {
+                relay.set_blocked(cut);
+            } else {
+                relay.block_peer(victim, cut);
+            }
+        }
+    }
+
+    /// Submit to node `id` directly (bypassing its relay), giving up after a few seconds.
+    pub async fn isolated_submit(&self, id: u64, txs: Vec<Vec<u8>>) -> Result<Vec<Receipt>, String> {
+        let mut client = self.client().await;
+        for other in self.nodes.keys() {
+            client.forget_node(*other);
+        }
+        client.add_node(id, self.nodes[&id].listen);
+        let r = client.submit(CHAIN, txs, Duration::from_secs(3)).await.map_err(|e| e.to_string());
+        client.close().await;
+        r
+    }
+
+    /// A client with a router certificate.
+    pub async fn client(&self) -> Client {
+        let certs = self.dir.path().join("certs");
+        let cert = certs.join("node-900.pem");
+        if !cert.exists() {
+            ca::issue_node(&self.dir.path().join("ca"), 900, "city-services", ca::Role::Router, &certs, false)
+                .expect("issue router certificate");
+        }
+        let identity = Identity::load(&TlsFiles {
+            ca_cert: self.dir.path().join("ca/ca.pem"),
+            cert,
+            key: certs.join("node-900.key"),
+            crl: None,
+        })
+        .expect("client identity");
+        let nodes = self.nodes.values().map(|n| (n.id, n.public)).collect();
+        Client::new(identity, nodes).await.expect("client endpoint")
+    }
+
+    /// The chain store of node `id` (the node must be stopped).
+    pub fn store(&self, id: u64) -> Store {
+        Store::open(&self.nodes[&id].data.join(format!("chain-{CHAIN}/chain.redb"))).expect("open chain store")
+    }
+
+    /// Wait until every running node in `ids` reports the same applied height as the others, at
+    /// least `min_height`.
+    pub async fn wait_converged(&self, client: &Client, ids: &[u64], min_height: u64, deadline: Duration) -> u64 {
+        let start = std::time::Instant::now();
+        loop {
+            let mut statuses: Vec<ChainStatus> = Vec::new();
+            for id in ids {
+                if let Ok(s) = client.status(*id, CHAIN).await {
+                    statuses.push(s);
+                }
+            }
+            if statuses.len() == ids.len() {
+                let h = statuses[0].height;
+                if h >= min_height && statuses.iter().all(|s| s.height == h && s.tip_hash == statuses[0].tip_hash) {
+                    return h;
+                }
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "nodes {ids:?} did not converge at height >= {min_height}: {statuses:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.values_mut() {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// What a test was told about one transaction.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The receipt.
+    pub receipt: Receipt,
+}
+
+/// Check the promise of replication on stopped nodes: every acknowledged transaction is in the
+/// chain at the position its receipt gave, it took effect at most once (exactly once when the
+/// receipt said it did, or said `replay` of an earlier commit), and all replicas hold identical
+/// blocks. Returns the common height.
+pub fn check_history(cluster: &Cluster, ids: &[u64], acks: &[Ack]) -> u64 {
+    use elchain_types::reason::{Outcome, RejectCode};
+    let stores: Vec<Store> = ids.iter().map(|id| cluster.store(*id)).collect();
+    let tip = stores[0].tip().expect("tip");
+    for (s, id) in stores.iter().zip(ids) {
+        assert_eq!(s.tip().expect("tip"), tip, "node {id} ends at another tip");
+    }
+    let mut valid_count: std::collections::HashMap<[u8; 32], usize> = Default::default();
+    for h in 1..=tip.height {
+        let block = stores[0].block(h).expect("read block").expect("block present");
+        for (s, id) in stores.iter().zip(ids).skip(1) {
+            let other = s.block(h).expect("read block").expect("block present");
+            assert_eq!(other.header.hash(), block.header.hash(), "node {id} differs at height {h}");
+        }
+        for (tx, o) in block.ids.iter().zip(&block.outcomes) {
+            if o.is_valid() {
+                *valid_count.entry(tx.0).or_default() += 1;
+            }
+        }
+    }
+    for ack in acks {
+        let ReceiptStatus::Committed { height, index, outcome } = ack.receipt.status else { continue };
+        let block = stores[0].block(height).expect("read").unwrap_or_else(|| panic!("acked block {height} missing"));
+        assert_eq!(block.ids.get(index as usize).map(|i| i.0), Some(ack.receipt.tx_id), "acked position differs");
+        assert_eq!(block.outcomes[index as usize].as_u16(), outcome, "acked outcome differs");
+        let took_effect = outcome == Outcome::Valid.as_u16() || outcome == RejectCode::Replay.as_u16();
+        let count = valid_count.get(&ack.receipt.tx_id).copied().unwrap_or(0);
+        if took_effect {
+            assert_eq!(count, 1, "acked transaction took effect {count} times");
+        } else {
+            assert!(count <= 1, "transaction took effect {count} times");
+        }
+    }
+    tip.height
+}
+
+/// Run `elchain verify` on node `id`'s data directory and assert it passes.
+pub fn assert_verify_passes(cluster: &Cluster, id: u64) {
+    let out = crate::elchain(&["verify", "--quiet", cluster.nodes[&id].data.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "verify failed on node {id}: {}", crate::stdout(&out));
+}
+
+/// A UDP relay in front of a node: forwards datagrams both ways, or drops them on command.
+pub struct Relay {
+    /// The relay's address (what peers dial).
+    pub addr: SocketAddr,
+    blocked: Arc<AtomicBool>,
+    blocked_peers: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Relay datagrams sent to a fresh port to `target`.
+    pub fn start(target: SocketAddr) -> Relay {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("relay socket"));
+        front.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        let addr = front.local_addr().expect("relay address");
+        let blocked = Arc::new(AtomicBool::new(false));
+        let blocked_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, bp, st) = (blocked.clone(), blocked_peers.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // One upstream socket per client, so the node sees distinct peers.
+            let mut upstream: BTreeMap<SocketAddr, Arc<UdpSocket>> = BTreeMap::new();
+            let mut buf = vec![0u8; 65536];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, from)) = front.recv_from(&mut buf) else { continue };
+                if b.load(Ordering::Relaxed) || bp.lock().expect("lock").contains(&from) {
+                    continue;
+                }
+                let up = upstream.entry(from).or_insert_with(|| {
+                    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("upstream socket"));
+                    sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+                    sock.connect(target).expect("connect upstream");
+                    let (sock2, front2, b2, bp2, st2) =
+                        (sock.clone(), front.clone(), b.clone(), bp.clone(), st.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        while !st2.load(Ordering::Relaxed) {
+                            let Ok(n) = sock2.recv(&mut buf) else { continue };
+                            if b2.load(Ordering::Relaxed) || bp2.lock().expect("lock").contains(&from) {
+                                continue;
+                            }
+                            let _ = front2.send_to(&buf[..n], from);
+                        }
+                    });
+                    sock
+                });
+                let _ = up.send(&buf[..n]);
+            }
+        });
+        Relay { addr, blocked, blocked_peers, stop }
+    }
+
+    /// Drop everything (the node behind is cut off) or forward again.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// Drop (or forward again) traffic coming from `peer`.
+    pub fn block_peer(&self, peer: SocketAddr, blocked: bool) {
+        let mut list = self.blocked_peers.lock().expect("lock");
+        list.retain(|p| *p != peer);
+        if blocked {
+            list.push(peer);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The data directory of a node.
+pub fn data_dir(cluster: &Cluster, id: u64) -> &Path {
+    &cluster.nodes[&id].data
+}

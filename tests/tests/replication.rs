@@ -1,0 +1,183 @@
+//! Replicated chains of real `elchain node` processes: faults, catch-up, membership, forgery.
+//!
+//! Each test keeps its load to seconds. Receipts are the acknowledgements; `check_history`
+//! verifies them on every replica's store after the nodes stop.
+
+use std::time::Duration;
+
+use elchain_shard::node::client::Client;
+use elchain_shard::node::rpc::{ReceiptStatus, Request, Response};
+use elchain_sim::Workload;
+use elchain_tests::cluster::{assert_verify_passes, check_history, Ack, Cluster, Settings, CHAIN};
+use elchain_types::codec::Encode;
+use elchain_types::ids::{ChainId, Timestamp};
+use elchain_types::profile::Profile;
+use elchain_types::reason::RejectCode;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn workload(seed: u64) -> Workload {
+    Workload::new(Profile::sample().into_dev_consortium().unwrap(), ChainId(CHAIN), seed, 2000)
+}
+
+fn now() -> Timestamp {
+    Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+}
+
+/// Submit `batches` batches of `size` generated transactions; return the acknowledgements.
+async fn load(client: &Client, w: &mut Workload, batches: usize, size: usize) -> Vec<Ack> {
+    let mut acks = Vec::new();
+    for _ in 0..batches {
+        let txs: Vec<Vec<u8>> = w.batch(size, now()).iter().map(Encode::to_bytes).collect();
+        let receipts = client.submit(CHAIN, txs, DEADLINE).await.expect("batch acknowledged");
+        assert_eq!(receipts.len(), size);
+        for r in receipts {
+            assert!(matches!(r.status, ReceiptStatus::Committed { .. }), "generated tx refused: {r:?}");
+            acks.push(Ack { receipt: r });
+        }
+    }
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_load_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(3, Settings::default());
+    let client = cluster.client().await;
+    let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
+    let mut w = workload(1);
+    let mut acks = load(&client, &mut w, 10, 50).await;
+
+    // kill -9 the leader while load continues on the others.
+    cluster.kill(leader);
+    acks.extend(load(&client, &mut w, 10, 50).await);
+    let new_leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a new leader");
+    assert_ne!(new_leader, leader);
+
+    // The killed replica restarts from its own disk and catches up.
+    cluster.spawn(leader);
+    acks.extend(load(&client, &mut w, 5, 50).await);
+    let height = cluster.wait_converged(&client, &[1, 2, 3], 1, DEADLINE).await;
+    assert!(height >= 20, "height {height}");
+    client.close().await;
+    cluster.stop_all();
+
+    check_history(&cluster, &[1, 2, 3], &acks);
+    for id in 1..=3 {
+        assert_verify_passes(&cluster, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_far_behind_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(3, Settings { snapshot_every: 10, keep_logs: 2, ..Settings::default() });
+    let client = cluster.client().await;
+    let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    let mut w = workload(2);
+    let mut acks = load(&client, &mut w, 3, 20).await;
+    cluster.stop(lagging);
+    // Enough blocks that the log the lagging replica needs is purged behind a snapshot.
+    acks.extend(load(&client, &mut w, 30, 20).await);
+    cluster.spawn(lagging);
+    cluster.wait_converged(&client, &[1, 2, 3], 30, DEADLINE).await;
+    client.close().await;
+    cluster.stop_all();
+    assert!(cluster.log(lagging).contains("installed snapshot"), "no snapshot installed:\n{}", cluster.log(lagging));
+    check_history(&cluster, &[1, 2, 3], &acks);
+    assert_verify_passes(&cluster, lagging);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_partition_makes_no_progress_and_rejoins_without_divergence() {
+    let mut cluster = Cluster::start(3, Settings::default());
+    let client = cluster.client().await;
+    let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
+    let mut w = workload(3);
+    let mut acks = load(&client, &mut w, 3, 20).await;
+    // Cut the leader off: it is the minority now.
+    cluster.partition(leader, true);
+    let before = client.status(leader, CHAIN).await.map(|s| s.height).unwrap_or(0);
+    // The majority elects a new leader and goes on.
+    let mut majority = client.clone();
+    majority.forget_node(leader);
+    let new_leader = majority.wait_leader(CHAIN, DEADLINE).await.expect("majority leader");
+    assert_ne!(new_leader, leader);
+    acks.extend(load(&majority, &mut w, 5, 20).await);
+    // The cut-off node cannot commit anything alone.
+    let alone = cluster.isolated_submit(leader, w.batch(5, now()).iter().map(Encode::to_bytes).collect()).await;
+    assert!(alone.is_err(), "the minority committed: {alone:?}");
+    cluster.partition(leader, false);
+    let h = cluster.wait_converged(&client, &[1, 2, 3], before + 1, DEADLINE).await;
+    assert!(h > before);
+    client.close().await;
+    cluster.stop_all();
+    check_history(&cluster, &[1, 2, 3], &acks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_signature_proposed_by_the_leader_is_marked_invalid_everywhere() {
+    let mut cluster = Cluster::start(3, Settings { allow_raw_propose: true, ..Settings::default() });
+    let client = cluster.client().await;
+    client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
+    let mut w = workload(4);
+    let honest = w.batch(3, now());
+    let mut forged = honest[1].to_bytes();
+    let n = forged.len();
+    forged[n - 10] ^= 0x55; // inside the last signature
+    let txs = vec![honest[0].to_bytes(), forged, honest[2].to_bytes()];
+    let resp = client.to_leader(Request::ProposeRaw { chain: CHAIN, txs }, DEADLINE).await.expect("proposed");
+    let Response::Receipts(receipts) = resp else { panic!("unexpected {resp:?}") };
+    let outcomes: Vec<u16> = receipts
+        .iter()
+        .map(|r| match r.status {
+            ReceiptStatus::Committed { outcome, .. } => outcome,
+            ReceiptStatus::Rejected { code } => code,
+        })
+        .collect();
+    assert_eq!(outcomes[1], RejectCode::BadSignature.as_u16());
+    let ReceiptStatus::Committed { height, .. } = receipts[1].status else { panic!() };
+    cluster.wait_converged(&client, &[1, 2, 3], height, DEADLINE).await;
+    client.close().await;
+    cluster.stop_all();
+    for id in 1..=3 {
+        let block = cluster.store(id).block(height).unwrap().unwrap();
+        assert_eq!(block.outcomes[1].as_u16(), RejectCode::BadSignature.as_u16(), "node {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_and_removing_replicas_under_load_loses_nothing() {
+    let mut cluster = Cluster::start(3, Settings::default());
+    let mut client = cluster.client().await;
+    client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
+    let mut w = workload(5);
+    let mut acks = load(&client, &mut w, 5, 30).await;
+
+    cluster.prepare_node(4);
+    cluster.write_config(4, &[1, 2, 3, 4], false);
+    cluster.spawn(4);
+    let addr = cluster.nodes[&4].public;
+    client.add_node(4, addr);
+    let add = Request::AddReplica { chain: CHAIN, node: 4, addr: addr.to_string() };
+    let adding = {
+        let c = client.clone();
+        tokio::spawn(async move { c.to_leader(add, DEADLINE).await })
+    };
+    acks.extend(load(&client, &mut w, 5, 30).await);
+    assert!(matches!(adding.await.unwrap(), Ok(Response::Done)), "add replica");
+
+    // Remove a follower that is not the new node.
+    let leader = client.wait_leader(CHAIN, DEADLINE).await.unwrap();
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let remove = Request::RemoveReplica { chain: CHAIN, node: removed };
+    assert!(matches!(client.to_leader(remove, DEADLINE).await, Ok(Response::Done)));
+    acks.extend(load(&client, &mut w, 5, 30).await);
+    let remaining: Vec<u64> = (1..=4).filter(|id| *id != removed).collect();
+    let status = client.status(leader, CHAIN).await.unwrap();
+    assert_eq!(status.voters, remaining);
+    cluster.wait_converged(&client, &remaining, 1, DEADLINE).await;
+    client.close().await;
+    cluster.stop_all();
+    check_history(&cluster, &remaining, &acks);
+    assert_verify_passes(&cluster, 4);
+}
