@@ -49,12 +49,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         match &report.first_bad {
             None => println!(
-                "chain {} ({}): OK: {} blocks, {} transactions, {} index entries, tip {}",
+                "chain {} ({}): OK: {} blocks, {} transactions, {} index entries, {} checkpoints, tip {}",
                 store.chain(),
                 path.display(),
                 report.blocks,
                 report.txs,
                 report.index_entries,
+                report.checkpoints,
                 tip.hash()
             ),
             Some(f) => {

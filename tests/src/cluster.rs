@@ -232,6 +232,19 @@ peers = [{peers}]
         }
     }
 
+    /// Node `id`'s certificate key, as light clients would take it from its certificate.
+    pub fn node_key(&self, id: u64) -> elchain_types::crypto::PublicKey {
+        let certs = self.dir.path().join("certs");
+        let identity = Identity::load(&TlsFiles {
+            ca_cert: self.dir.path().join("ca/ca.pem"),
+            cert: certs.join(format!("node-{id}.pem")),
+            key: certs.join(format!("node-{id}.key")),
+            crl: None,
+        })
+        .expect("node identity");
+        elchain_types::crypto::PublicKey(identity.local().public_key.expect("Ed25519 node key"))
+    }
+
     /// Submit to node `id` directly (bypassing its relay), giving up after a few seconds.
     pub async fn isolated_submit(&self, id: u64, txs: Vec<Vec<u8>>) -> Result<Vec<Receipt>, String> {
         let mut client = self.client().await;
@@ -334,6 +347,23 @@ pub fn check_history(cluster: &Cluster, ids: &[u64], acks: &[Ack]) -> u64 {
             if o.is_valid() {
                 *valid_count.entry(tx.0).or_default() += 1;
             }
+        }
+    }
+    // Checkpoints: a quorum of the replicas' certificate keys signed the stored headers.
+    let trusted: Vec<(u64, elchain_types::crypto::PublicKey)> =
+        cluster.nodes.keys().map(|id| (*id, cluster.node_key(*id))).collect();
+    for (s, id) in stores.iter().zip(ids) {
+        let heights = s.checkpoint_heights().expect("checkpoints");
+        assert!(
+            heights.len() as u64 * 2 >= tip.height,
+            "node {id} has checkpoints for only {} of {} blocks",
+            heights.len(),
+            tip.height
+        );
+        for h in heights {
+            let cp = s.checkpoint(h).expect("read").expect("present");
+            let header = s.block(h).expect("read").expect("block").header;
+            assert!(cp.verify(&header, &trusted, 2), "node {id}: checkpoint {h} does not verify: {cp:?}");
         }
     }
     for ack in acks {

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use elchain_shard::ca;
+use elchain_shard::net::{Identity, TlsFiles};
 use elchain_shard::node::client::Client;
 use elchain_shard::node::rpc::{ReceiptStatus, Request, Response};
 use elchain_sim::Workload;
@@ -180,4 +182,52 @@ async fn adding_and_removing_replicas_under_load_loses_nothing() {
     cluster.stop_all();
     check_history(&cluster, &remaining, &acks);
     assert_verify_passes(&cluster, 4);
+}
+
+fn client_files(cluster: &Cluster, ca_dir: &std::path::Path, id: u64, trust: &std::path::Path) -> TlsFiles {
+    let _ = cluster;
+    TlsFiles {
+        ca_cert: trust.to_path_buf(),
+        cert: ca_dir.join(format!("certs/node-{id}.pem")),
+        key: ca_dir.join(format!("certs/node-{id}.key")),
+        crl: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_another_ca_or_revoked_are_refused() {
+    let mut cluster = Cluster::start(3, Settings::default());
+    let trust = cluster.dir.path().join("ca/ca.pem");
+    let nodes: std::collections::BTreeMap<u64, std::net::SocketAddr> =
+        cluster.nodes.values().map(|n| (n.id, n.public)).collect();
+
+    // A node certificate from another consortium's CA, presenting itself with our CA as trust.
+    let other = cluster.dir.path().join("other");
+    ca::init(&other.join("ca"), "another consortium").unwrap();
+    ca::issue_node(&other.join("ca"), 901, "public-security", ca::Role::Replica, &other.join("certs"), false).unwrap();
+    let foreign = Client::new(Identity::load(&client_files(&cluster, &other, 901, &trust)).unwrap(), nodes.clone())
+        .await
+        .unwrap();
+    let refused = foreign.status(1, CHAIN).await;
+    assert!(refused.is_err(), "foreign certificate accepted: {refused:?}");
+
+    // A certificate of our CA, revoked: refused once the nodes load the new revocation list.
+    let ours = cluster.dir.path().to_path_buf();
+    let issued =
+        ca::issue_node(&ours.join("ca"), 902, "public-security", ca::Role::Replica, &ours.join("certs"), false)
+            .unwrap();
+    ca::revoke(&ours.join("ca"), &issued.serial, ca::Reason::KeyCompromise).unwrap();
+    cluster.stop_all();
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    let good = cluster.client().await;
+    good.wait_leader(CHAIN, DEADLINE).await.expect("the cluster serves valid certificates");
+    let revoked =
+        Client::new(Identity::load(&client_files(&cluster, &ours, 902, &trust)).unwrap(), nodes).await.unwrap();
+    let refused = revoked.status(1, CHAIN).await;
+    assert!(refused.is_err(), "revoked certificate accepted: {refused:?}");
+    assert!(cluster.log(1).contains("node started"));
+    good.close().await;
+    cluster.stop_all();
 }

@@ -45,14 +45,20 @@ impl Handler for Arc<TestHandler> {
 struct Node {
     endpoint: Endpoint,
     handler: Arc<TestHandler>,
+    key: Option<[u8; 32]>,
 }
 
 impl Node {
     async fn start(me: u64, files: &TlsFiles) -> Node {
         let handler = Arc::new(TestHandler { me, calls: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) });
         let identity = Identity::load(files).unwrap();
+        let key = identity.local().public_key;
         let endpoint = Endpoint::bind(localhost(), identity, Arc::new(handler.clone())).await.unwrap();
-        Node { endpoint, handler }
+        Node { endpoint, handler, key }
+    }
+
+    fn endpoint_identity_key(&self) -> Option<[u8; 32]> {
+        self.key
     }
 
     fn addr(&self) -> SocketAddr {
@@ -111,7 +117,17 @@ async fn the_handler_sees_the_callers_identity() {
 
     caller.endpoint.call(1, server.addr(), Bytes::from_static(b"hi"), T).await.unwrap();
     let seen = server.handler.seen.lock().unwrap().clone();
-    assert_eq!(seen, vec![PeerIdentity { node_id: Some(7), member: Some("HLT".into()), role: Some("router".into()) }]);
+    let key = caller.endpoint_identity_key();
+    assert_eq!(
+        seen,
+        vec![PeerIdentity {
+            node_id: Some(7),
+            member: Some("HLT".into()),
+            role: Some("router".into()),
+            public_key: key
+        }]
+    );
+    assert!(key.is_some(), "the caller's Ed25519 key is read from its certificate");
 }
 
 #[tokio::test]
@@ -312,8 +328,15 @@ fn identity_load_names_the_file_at_fault() {
     let identity = Identity::load(&files).unwrap();
     assert_eq!(
         identity.local(),
-        &PeerIdentity { node_id: Some(1), member: Some("TRN".into()), role: Some("replica".into()) }
+        &PeerIdentity {
+            node_id: Some(1),
+            member: Some("TRN".into()),
+            role: Some("replica".into()),
+            public_key: identity.local().public_key
+        }
     );
+    let signer = identity.signing_keypair().expect("an Ed25519 node key");
+    assert_eq!(Some(signer.public().0), identity.local().public_key, "the signing key matches the certificate");
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct PeerIdentity {
     pub member: Option<String>,
     /// Role from the subject's organisational unit (OU): "replica" or "router".
     pub role: Option<String>,
+    /// The certificate's Ed25519 public key: what the node's checkpoint signatures verify under.
+    pub public_key: Option<[u8; 32]>,
 }
 
 impl PeerIdentity {
@@ -71,7 +73,8 @@ impl PeerIdentity {
         node_ids.dedup();
         // Two different node names would let one certificate speak for two nodes.
         let node_id = if node_ids.len() == 1 { Some(node_ids[0]) } else { None };
-        Ok(PeerIdentity { node_id, member, role })
+        let public_key = <[u8; 32]>::try_from(&*cert.public_key().subject_public_key.data).ok();
+        Ok(PeerIdentity { node_id, member, role, public_key })
     }
 }
 
@@ -108,6 +111,26 @@ pub struct Identity {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
     local: PeerIdentity,
+    signing_seed: Option<Seed>,
+}
+
+/// An Ed25519 secret seed that never prints.
+#[derive(Clone)]
+struct Seed([u8; 32]);
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(…)")
+    }
+}
+
+/// The seed of an Ed25519 PKCS#8 key (v1 or v2): `04 22 04 20` then 32 bytes at offset 12.
+fn ed25519_seed(pkcs8: &[u8]) -> Option<[u8; 32]> {
+    const OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+    if pkcs8.len() < 48 || pkcs8[7..12] != OID || pkcs8[12..16] != [0x04, 0x22, 0x04, 0x20] {
+        return None;
+    }
+    pkcs8[16..48].try_into().ok()
 }
 
 impl Identity {
@@ -133,7 +156,10 @@ impl Identity {
             roots.add(cert).map_err(|e| config(&files.ca_cert, format!("not a usable CA certificate: {e}")))?;
         }
         let local = PeerIdentity::from_certificate(&chain[0]).map_err(|e| config(&files.cert, e))?;
-        Self::build(Arc::new(roots), chain, key, crls, local)
+        let signing_seed = ed25519_seed(key.secret_der()).map(Seed);
+        let mut identity = Self::build(Arc::new(roots), chain, key, crls, local)?;
+        identity.signing_seed = signing_seed;
+        Ok(identity)
     }
 
     fn build(
@@ -172,7 +198,7 @@ impl Identity {
             .map_err(tls)?;
         client.alpn_protocols = vec![ALPN.to_vec()];
 
-        Ok(Identity { server: Arc::new(server), client: Arc::new(client), local })
+        Ok(Identity { server: Arc::new(server), client: Arc::new(client), local, signing_seed: None })
     }
 
     /// The rustls configuration this node serves with (client certificates required).
@@ -188,6 +214,14 @@ impl Identity {
     /// This node's own identity, read from its certificate.
     pub fn local(&self) -> &PeerIdentity {
         &self.local
+    }
+
+    /// The node's certificate key as a signing key pair (for checkpoint signatures), when it is
+    /// an Ed25519 key. Only the signing half is meaningful.
+    pub fn signing_keypair(&self) -> Option<elchain_types::crypto::Keypair> {
+        let seed = self.signing_seed.as_ref()?.0;
+        let unused = elchain_types::crypto::hash(elchain_types::crypto::domain::DEV_KEY, &[b"unused/", &seed]);
+        Some(elchain_types::crypto::Keypair::from_seeds(seed, unused))
     }
 }
 

@@ -67,6 +67,7 @@ impl Handler for NodeHandler {
                 Request::AddReplica { node, addr, .. } => replica.add_replica(node, addr).await,
                 Request::RemoveReplica { node, .. } => replica.remove_replica(node).await,
                 Request::ProposeRaw { txs, .. } => replica.propose_raw(txs).await,
+                Request::Checkpoint { height, hash, sig, .. } => replica.on_checkpoint(&peer, height, hash, &sig),
             };
             Ok(encode(&resp))
         })
@@ -98,13 +99,17 @@ impl Node {
             cert_id,
             cfg.node_id
         );
+        let signer = identity.signing_keypair();
+        if signer.is_none() {
+            tracing::warn!("the node key is not Ed25519: this node will not sign checkpoints");
+        }
         let handler = Arc::new(NodeHandler { replicas: OnceLock::new() });
         let endpoint = Endpoint::bind(cfg.listen, identity, handler.clone())
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let mut replicas = HashMap::new();
         for chain in &cfg.chains {
-            let r = Replica::start(&cfg, chain, consortium.clone(), endpoint.clone())
+            let r = Replica::start(&cfg, chain, consortium.clone(), endpoint.clone(), signer.clone())
                 .await
                 .with_context(|| format!("cannot start chain {}", chain.id))?;
             replicas.insert(chain.id, r);

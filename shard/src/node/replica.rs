@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -23,13 +23,16 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{info, warn};
 
+use elchain_types::block::{Checkpoint, CheckpointSig};
+use elchain_types::codec::{Decode, Encode};
 use elchain_types::contract::Consortium;
-use elchain_types::ids::{ChainId, Timestamp};
+use elchain_types::crypto::{Keypair, PublicKey};
+use elchain_types::ids::{ChainId, Hash32, Timestamp};
 
 use super::config::{ChainConfig, NodeConfig};
 use super::network::Network;
-use super::rpc::{ChainStatus, RaftRpc, Receipt, ReceiptStatus, Response};
-use crate::net::Endpoint;
+use super::rpc::{encode, ChainStatus, RaftRpc, Receipt, ReceiptStatus, Request, Response};
+use crate::net::{Endpoint, PeerIdentity};
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::{current, SharedStore, StateMachine};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
@@ -70,6 +73,12 @@ pub struct Replica {
     verifier: Arc<Verifier>,
     batcher: mpsc::Sender<Pending>,
     allow_raw: bool,
+    endpoint: Endpoint,
+    signer: Option<Keypair>,
+    /// Checkpoint signatures gathered, by height, until a quorum agrees with the local header.
+    pending: Mutex<BTreeMap<u64, Vec<CheckpointSig>>>,
+    /// The header hash each pending signature signed, by (height, node).
+    pending_hashes: Mutex<BTreeMap<(u64, NodeId), Hash32>>,
     /// Exported counters.
     pub metrics: Arc<ReplicaMetrics>,
 }
@@ -85,6 +94,7 @@ impl Replica {
         chain: &ChainConfig,
         consortium: Arc<Consortium>,
         endpoint: Endpoint,
+        signer: Option<Keypair>,
     ) -> anyhow::Result<Arc<Self>> {
         let id = ChainId(chain.id);
         let dir = node.data_dir.join(format!("chain-{}", chain.id));
@@ -106,7 +116,8 @@ impl Replica {
         let shared: SharedStore = Arc::new(RwLock::new(Arc::new(store)));
         let verifier = Arc::new(Verifier::new(id, node.verify_threads, DEFAULT_BATCH));
         let log = LogStore::open(&dir.join("raft-log.redb"))?;
-        let sm = StateMachine::new(shared.clone(), consortium, verifier.clone());
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let sm = StateMachine::new(shared.clone(), consortium, verifier.clone()).with_applied_hook(applied_tx);
         let r = &node.raft;
         let config = openraft::Config {
             cluster_name: format!("elchain-chain-{}", chain.id),
@@ -119,7 +130,7 @@ impl Replica {
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(node.node_id, Arc::new(config), Network::new(endpoint, chain.id), log, sm).await?;
+        let raft = Raft::new(node.node_id, Arc::new(config), Network::new(endpoint.clone(), chain.id), log, sm).await?;
         if chain.bootstrap && !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> =
                 chain.peers.iter().map(|p| (p.id, BasicNode::new(p.addr.to_string()))).collect();
@@ -138,9 +149,14 @@ impl Replica {
             verifier,
             batcher: tx,
             allow_raw: node.testing.allow_raw_propose,
+            endpoint,
+            signer,
+            pending: Mutex::new(BTreeMap::new()),
+            pending_hashes: Mutex::new(BTreeMap::new()),
             metrics: metrics.clone(),
         });
         tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics));
+        tokio::spawn(checkpointer(Arc::downgrade(&replica), applied_rx));
         Ok(replica)
     }
 
@@ -290,6 +306,125 @@ impl Replica {
         self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
     }
 
+    /// A peer's checkpoint signature: check it, keep it, and store a checkpoint once a quorum of
+    /// replicas signed the header this node has at that height.
+    pub fn on_checkpoint(&self, peer: &PeerIdentity, height: u64, hash: [u8; 32], sig: &[u8]) -> Response {
+        let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+            return Response::Error(format!("a checkpoint signature has 64 bytes, not {}", sig.len()));
+        };
+        let (Some(node), Some(key), Some("replica")) = (peer.node_id, peer.public_key, peer.role.as_deref()) else {
+            return Response::Error("checkpoint signatures come from replica certificates only".into());
+        };
+        let sig = CheckpointSig { node, key: PublicKey(key), sig };
+        let probe = Checkpoint { chain: self.chain, height, header_hash: Hash32(hash), signatures: Vec::new() };
+        if !probe.signature_valid(&sig) {
+            return Response::Error(format!("checkpoint signature of node {node} for height {height} does not verify"));
+        }
+        self.add_checkpoint_sig(height, Hash32(hash), sig);
+        let ours = self.store().checkpoint(height).ok().flatten();
+        Response::CheckpointTaken(ours.map(|c| c.to_bytes()))
+    }
+
+    /// Keep a checkpoint a peer gathered, if it is for our header and carries more valid
+    /// signatures from distinct replicas than ours.
+    fn adopt_checkpoint(&self, bytes: &[u8]) {
+        let Ok(cp) = Checkpoint::from_bytes(bytes) else { return };
+        let store = self.store();
+        let Ok(Some(block)) = store.block(cp.height) else { return };
+        if cp.chain != self.chain || cp.header_hash != block.header.hash() {
+            return;
+        }
+        let mut nodes: Vec<u64> = cp.signatures.iter().filter(|s| cp.signature_valid(s)).map(|s| s.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.len() != cp.signatures.len() || nodes.len() < self.voters().len() / 2 + 1 {
+            return;
+        }
+        let already = store.checkpoint(cp.height).ok().flatten().map_or(0, |c| c.signatures.len());
+        if cp.signatures.len() > already {
+            if let Err(e) = store.put_checkpoint(&cp) {
+                warn!(chain = %self.chain, height = cp.height, error = %e, "cannot store checkpoint");
+            }
+        }
+    }
+
+    fn add_checkpoint_sig(&self, height: u64, hash: Hash32, sig: CheckpointSig) {
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            let sigs = pending.entry(height).or_default();
+            // The message binds the hash, so keep the hash with the signature by re-deriving it
+            // on finalisation; drop a second signature by the same node.
+            if !sigs.iter().any(|s| s.node == sig.node) {
+                sigs.push(sig);
+            }
+            self.pending_hashes.lock().expect("pending lock").insert((height, sig.node), hash);
+        }
+        self.try_finalize(height);
+    }
+
+    fn try_finalize(&self, height: u64) {
+        let store = self.store();
+        let Ok(Some(block)) = store.block(height) else { return };
+        let local = block.header.hash();
+        let quorum = self.voters().len() / 2 + 1;
+        let mut cp = Checkpoint { chain: self.chain, height, header_hash: local, signatures: Vec::new() };
+        {
+            let pending = self.pending.lock().expect("pending lock");
+            let hashes = self.pending_hashes.lock().expect("pending lock");
+            let Some(sigs) = pending.get(&height) else { return };
+            cp.signatures = sigs.iter().filter(|s| hashes.get(&(height, s.node)) == Some(&local)).copied().collect();
+            for s in sigs.iter().filter(|s| hashes.get(&(height, s.node)) != Some(&local)) {
+                warn!(chain = %self.chain, height, node = s.node, "a replica signed another header at this height");
+            }
+        }
+        if cp.signatures.len() < quorum {
+            return;
+        }
+        cp.signatures.sort_by_key(|s| s.node);
+        let already = store.checkpoint(height).ok().flatten().map_or(0, |c| c.signatures.len());
+        if cp.signatures.len() > already {
+            if let Err(e) = store.put_checkpoint(&cp) {
+                warn!(chain = %self.chain, height, error = %e, "cannot store checkpoint");
+                return;
+            }
+        }
+        if cp.signatures.len() >= self.voters().len() {
+            let mut pending = self.pending.lock().expect("pending lock");
+            pending.remove(&height);
+            self.pending_hashes.lock().expect("pending lock").retain(|(h, _), _| *h != height);
+        }
+        // Signatures that will never complete (a replica gone) must not pile up.
+        let mut pending = self.pending.lock().expect("pending lock");
+        let floor = height.saturating_sub(1000);
+        pending.retain(|h, _| *h >= floor);
+        self.pending_hashes.lock().expect("pending lock").retain(|(h, _), _| *h >= floor);
+    }
+
+    /// Sign a block this replica applied, keep the signature and send it to the other voters.
+    fn sign_applied(self: &Arc<Self>, height: u64, hash: Hash32) {
+        let Some(signer) = &self.signer else { return };
+        let msg = Checkpoint::message(self.chain, height, &hash);
+        let sig = CheckpointSig { node: self.node_id, key: signer.public(), sig: signer.sign(&msg) };
+        self.add_checkpoint_sig(height, hash, sig);
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        for (id, node) in membership.nodes() {
+            if *id == self.node_id || !membership.voter_ids().any(|v| v == *id) {
+                continue;
+            }
+            let Ok(addr) = node.addr.parse() else { continue };
+            let req = encode(&Request::Checkpoint { chain: self.chain.0, height, hash: hash.0, sig: sig.sig.to_vec() });
+            let (endpoint, target, me) = (self.endpoint.clone(), *id, self.clone());
+            tokio::spawn(async move {
+                if let Ok(bytes) = endpoint.call(target, addr, req, Duration::from_secs(2)).await {
+                    if let Ok(Response::CheckpointTaken(Some(cp))) = super::rpc::decode::<Response>(&bytes) {
+                        me.adopt_checkpoint(&cp);
+                    }
+                }
+            });
+        }
+    }
+
     /// This node's view of the chain.
     pub fn status(&self) -> ChainStatus {
         let m = self.raft.metrics().borrow().clone();
@@ -331,6 +466,14 @@ fn write_error(e: WriteError) -> Response {
     match forward(&e) {
         Some(leader) => Response::NotLeader { leader },
         None => Response::Error(e.to_string()),
+    }
+}
+
+/// Sign every applied block, for as long as the replica lives.
+async fn checkpointer(replica: std::sync::Weak<Replica>, mut applied: mpsc::UnboundedReceiver<(u64, Hash32)>) {
+    while let Some((height, hash)) = applied.recv().await {
+        let Some(r) = replica.upgrade() else { return };
+        r.sign_applied(height, hash);
     }
 }
 

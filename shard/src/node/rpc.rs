@@ -49,6 +49,17 @@ pub enum Request {
         /// The replica to remove.
         node: NodeId,
     },
+    /// A replica's signature over a block header; the signer is the authenticated peer.
+    Checkpoint {
+        /// The chain.
+        chain: u32,
+        /// Block height.
+        height: u64,
+        /// The header hash signed.
+        hash: [u8; 32],
+        /// Ed25519 signature (64 bytes) by the peer's certificate key over the checkpoint message.
+        sig: Vec<u8>,
+    },
     /// Propose transactions as a block without admission checks. Only honoured when the node's
     /// config sets `testing.allow_raw_propose`: it plays a faulty leader in fault tests.
     ProposeRaw {
@@ -68,6 +79,7 @@ impl Request {
             | Request::Status { chain }
             | Request::AddReplica { chain, .. }
             | Request::RemoveReplica { chain, .. }
+            | Request::Checkpoint { chain, .. }
             | Request::ProposeRaw { chain, .. } => *chain,
         }
     }
@@ -104,6 +116,9 @@ pub enum Response {
     },
     /// Done (membership changes).
     Done,
+    /// A checkpoint signature was taken; the answering replica's checkpoint for that height,
+    /// encoded, when it has one (so a replica that missed the others' signatures gets them).
+    CheckpointTaken(Option<Vec<u8>>),
     /// The request failed; the message says why.
     Error(String),
 }

@@ -14,7 +14,7 @@ use openraft::{BasicNode, RaftLogId};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, SnapshotMeta, StoredMembership};
 
 use elchain_types::contract::Consortium;
-use elchain_types::ids::Timestamp;
+use elchain_types::ids::{Hash32, Timestamp};
 
 use super::{io_error, BlockApplied, Entry, NodeId, StorageError, TypeConfig};
 use crate::exec::{Executor, LogPosition};
@@ -51,6 +51,7 @@ pub struct StateMachine {
     consortium: Arc<Consortium>,
     verifier: Arc<Verifier>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    applied: Option<tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -74,7 +75,13 @@ impl StateMachine {
     /// A state machine over the chain store at `store`'s path.
     pub fn new(store: SharedStore, consortium: Arc<Consortium>, verifier: Arc<Verifier>) -> Self {
         let path = current(&store).path().to_path_buf();
-        Self { store, path, consortium, verifier, snapshot: Arc::new(Mutex::new(None)) }
+        Self { store, path, consortium, verifier, snapshot: Arc::new(Mutex::new(None)), applied: None }
+    }
+
+    /// Also report the height and header hash of every block applied (for checkpoint signing).
+    pub fn with_applied_hook(mut self, hook: tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>) -> Self {
+        self.applied = Some(hook);
+        self
     }
 
     /// The shared chain store.
@@ -120,6 +127,9 @@ impl StateMachine {
                 drop(view);
                 store.commit_with(&executed, &[(META_APPLIED, &applied)]).map_err(write)?;
                 let b = &executed.block;
+                if let Some(hook) = &self.applied {
+                    let _ = hook.send((b.header.height, b.header.hash()));
+                }
                 Ok(BlockApplied {
                     height: b.header.height,
                     hash: b.header.hash().0,

@@ -5,13 +5,13 @@
 //! outcomes; and every indexed transaction points back at a block position holding that id. The
 //! tip in the metadata must be the last block's header.
 
-use elchain_types::block::{entry_id, Block, BlockHeader};
+use elchain_types::block::{entry_id, Block, BlockHeader, Checkpoint};
 use elchain_types::codec::Decode;
 use elchain_types::ids::TxId;
 use elchain_types::tx::SignedTx;
 use redb::ReadableTable;
 
-use super::schema::{parse_tx_location, BLOCKS, TX_INDEX};
+use super::schema::{parse_tx_location, BLOCKS, CHECKPOINTS, TX_INDEX};
 use super::{Store, StoreError};
 
 /// What an audit found.
@@ -23,6 +23,8 @@ pub struct AuditReport {
     pub txs: u64,
     /// Tx-index entries checked.
     pub index_entries: u64,
+    /// Checkpoints checked (header hash and every signature).
+    pub checkpoints: u64,
     /// The first problem, if any.
     pub first_bad: Option<Finding>,
 }
@@ -45,7 +47,7 @@ impl AuditReport {
 
 /// Audit `store`, calling `progress(height)` after each block.
 pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport, StoreError> {
-    let mut report = AuditReport { blocks: 0, txs: 0, index_entries: 0, first_bad: None };
+    let mut report = AuditReport { blocks: 0, txs: 0, index_entries: 0, checkpoints: 0, first_bad: None };
     let tip = store.tip()?;
     let mut prev: BlockHeader = store.genesis()?;
     let r = store.db().begin_read()?;
@@ -78,6 +80,32 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
         report.first_bad =
             bad(tip.height, format!("metadata tip is height {}, the chain ends at {}", tip.height, prev.height));
         return Ok(report);
+    }
+    for entry in r.open_table(CHECKPOINTS)?.iter()? {
+        let (k, v) = entry?;
+        let height = k.value();
+        let cp = match Checkpoint::from_bytes(v.value()) {
+            Ok(cp) => cp,
+            Err(e) => {
+                report.first_bad = bad(height, format!("checkpoint does not decode: {e}"));
+                return Ok(report);
+            }
+        };
+        let header = blocks.get(height)?.and_then(|b| Block::from_bytes(b.value()).ok()).map(|b| b.header);
+        let Some(header) = header else {
+            report.first_bad = bad(height, "checkpoint for a block that is not stored".into());
+            return Ok(report);
+        };
+        if cp.header_hash != header.hash() || cp.height != height {
+            report.first_bad =
+                bad(height, format!("checkpoint signs {}, the block hashes to {}", cp.header_hash, header.hash()));
+            return Ok(report);
+        }
+        if let Some(s) = cp.signatures.iter().find(|s| !cp.signature_valid(s)) {
+            report.first_bad = bad(height, format!("checkpoint signature of node {} does not verify", s.node));
+            return Ok(report);
+        }
+        report.checkpoints += 1;
     }
     let index = r.open_table(TX_INDEX)?;
     for entry in index.iter()? {

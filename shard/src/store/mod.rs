@@ -9,7 +9,7 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 
-use elchain_types::block::{Block, BlockHeader, InclusionProof};
+use elchain_types::block::{Block, BlockHeader, Checkpoint, InclusionProof};
 use elchain_types::codec::{Decode, Encode};
 use elchain_types::contract::Consortium;
 use elchain_types::ids::{ChainId, HolderId, LicenceId, Timestamp, TxId};
@@ -130,6 +130,7 @@ impl Store {
             meta.insert(META_TIP, &genesis.to_bytes()[..])?;
             w.open_table(BLOCKS)?;
             w.open_table(TX_INDEX)?;
+            w.open_table(CHECKPOINTS)?;
             for t in Table::ALL {
                 w.open_table(state_table(t))?;
             }
@@ -296,6 +297,10 @@ impl Store {
             let (k, v) = e?;
             dump.blocks.push((k.value(), v.value().to_vec()));
         }
+        for e in r.open_table(CHECKPOINTS)?.iter()? {
+            let (k, v) = e?;
+            dump.checkpoints.push((k.value(), v.value().to_vec()));
+        }
         for e in r.open_table(TX_INDEX)?.iter()? {
             let (k, v) = e?;
             dump.tx_index.push((k.value().to_vec(), v.value().to_vec()));
@@ -330,6 +335,10 @@ impl Store {
                 for (k, v) in &dump.blocks {
                     blocks.insert(*k, &v[..])?;
                 }
+                let mut checkpoints = w.open_table(CHECKPOINTS)?;
+                for (k, v) in &dump.checkpoints {
+                    checkpoints.insert(*k, &v[..])?;
+                }
                 let mut index = w.open_table(TX_INDEX)?;
                 for (k, v) in &dump.tx_index {
                     index.insert(&k[..], &v[..])?;
@@ -355,6 +364,34 @@ impl Store {
             return Ok(None);
         };
         Block::from_bytes(v.value()).map(Some).map_err(|e| corrupt(format!("block {height}"), e))
+    }
+
+    /// Store a checkpoint beside its block (replacing one with fewer signatures).
+    pub fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        w.open_table(CHECKPOINTS)?.insert(cp.height, &cp.to_bytes()[..])?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The checkpoint of block `height`, if one was gathered.
+    pub fn checkpoint(&self, height: u64) -> Result<Option<Checkpoint>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHECKPOINTS)?;
+        let Some(v) = t.get(height)? else { return Ok(None) };
+        Checkpoint::from_bytes(v.value()).map(Some).map_err(|e| corrupt(format!("checkpoint {height}"), e))
+    }
+
+    /// Heights that have a checkpoint.
+    pub fn checkpoint_heights(&self) -> Result<Vec<u64>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHECKPOINTS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            out.push(e?.0.value());
+        }
+        Ok(out)
     }
 
     /// Number of stored blocks (genesis excluded).
@@ -413,6 +450,7 @@ impl Store {
 struct Dump {
     meta: Vec<(String, Vec<u8>)>,
     blocks: Vec<(u64, Vec<u8>)>,
+    checkpoints: Vec<(u64, Vec<u8>)>,
     tx_index: Vec<(Vec<u8>, Vec<u8>)>,
     state: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }
@@ -426,10 +464,12 @@ impl Dump {
             w.bytes(k.as_bytes());
             w.bytes(v);
         }
-        w.u32(self.blocks.len() as u32);
-        for (k, v) in &self.blocks {
-            w.u64(*k);
-            w.bytes(v);
+        for list in [&self.blocks, &self.checkpoints] {
+            w.u32(list.len() as u32);
+            for (k, v) in list {
+                w.u64(*k);
+                w.bytes(v);
+            }
         }
         let pairs = |w: &mut Writer, rows: &[(Vec<u8>, Vec<u8>)]| {
             w.u32(rows.len() as u32);
@@ -457,6 +497,9 @@ impl Dump {
         }
         for _ in 0..r.len("blocks", BIG).ok()? {
             d.blocks.push((r.u64("height").ok()?, r.bytes("block", BIG).ok()?.to_vec()));
+        }
+        for _ in 0..r.len("checkpoints", BIG).ok()? {
+            d.checkpoints.push((r.u64("height").ok()?, r.bytes("checkpoint", BIG).ok()?.to_vec()));
         }
         let pairs = |r: &mut Reader<'_>| -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
             let n = r.len("rows", BIG).ok()?;

@@ -17,6 +17,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Height → encoded [`elchain_types::Block`] (header, raw txs, ids, outcomes).
 pub const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
+/// Height → encoded [`elchain_types::block::Checkpoint`]: replica signatures over that header.
+pub const CHECKPOINTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("checkpoints");
 /// Tx id → height (8 bytes BE) ‖ index in block (4 bytes BE).
 pub const TX_INDEX: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("tx_index");
 
@@ -97,7 +99,10 @@ mod tests {
         for t in Table::ALL {
             assert_eq!(state_table(t).name(), t.name());
         }
-        assert_eq!([META.name(), BLOCKS.name(), TX_INDEX.name()], ["meta", "blocks", "tx_index"]);
+        assert_eq!(
+            [META.name(), BLOCKS.name(), TX_INDEX.name(), CHECKPOINTS.name()],
+            ["meta", "blocks", "tx_index", "checkpoints"]
+        );
         assert_eq!(tx_location(0x0102, 3), [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3]);
         assert_eq!(parse_tx_location(&tx_location(9, 8)), Some((9, 8)));
     }

@@ -287,6 +287,90 @@ impl Decode for InclusionProof {
     }
 }
 
+/// One replica's signature over a block header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointSig {
+    /// The replica's node id.
+    pub node: u64,
+    /// The Ed25519 key of its node certificate.
+    pub key: crate::crypto::PublicKey,
+    /// Signature over [`Checkpoint::message`].
+    pub sig: [u8; 64],
+}
+
+/// Signatures of a quorum of a chain's replicas over one block header: what a light client
+/// checks a header against, given the replicas' certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The chain.
+    pub chain: ChainId,
+    /// Block height.
+    pub height: u64,
+    /// The header hash signed.
+    pub header_hash: Hash32,
+    /// One signature per replica, by ascending node id.
+    pub signatures: Vec<CheckpointSig>,
+}
+
+impl Checkpoint {
+    /// What each replica signs for block `height` of `chain` with header hash `hash`.
+    pub fn message(chain: ChainId, height: u64, header_hash: &Hash32) -> [u8; 32] {
+        let (c, h) = (chain.0.to_le_bytes(), height.to_le_bytes());
+        hash(domain::CHECKPOINT, &[&c[..], &h[..], &header_hash.0[..]])
+    }
+
+    /// Does `sig` sign this checkpoint's header?
+    pub fn signature_valid(&self, sig: &CheckpointSig) -> bool {
+        let msg = Self::message(self.chain, self.height, &self.header_hash);
+        crate::verify::verify_one(crate::verify::SigItem { key: &sig.key, msg: &msg, sig: &sig.sig })
+    }
+
+    /// True when `header` is the checkpointed header and at least `quorum` distinct replicas
+    /// whose keys are in `trusted` (node id, key) signed it.
+    pub fn verify(&self, header: &BlockHeader, trusted: &[(u64, crate::crypto::PublicKey)], quorum: usize) -> bool {
+        if header.hash() != self.header_hash || header.height != self.height || header.chain != self.chain {
+            return false;
+        }
+        let mut nodes: Vec<u64> = self
+            .signatures
+            .iter()
+            .filter(|s| trusted.contains(&(s.node, s.key)) && self.signature_valid(s))
+            .map(|s| s.node)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes.len() >= quorum
+    }
+}
+
+impl Encode for Checkpoint {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.chain);
+        w.u64(self.height);
+        w.put(&self.header_hash);
+        w.u32(self.signatures.len() as u32);
+        for s in &self.signatures {
+            w.u64(s.node);
+            w.put(&s.key);
+            w.raw(&s.sig);
+        }
+    }
+}
+
+impl Decode for Checkpoint {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let chain = r.get()?;
+        let height = r.u64("height")?;
+        let header_hash = r.get()?;
+        let n = r.len("checkpoint signatures", 1024)?;
+        let mut signatures = Vec::with_capacity(n);
+        for _ in 0..n {
+            signatures.push(CheckpointSig { node: r.u64("node")?, key: r.get()?, sig: r.array("signature")? });
+        }
+        Ok(Checkpoint { chain, height, header_hash, signatures })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +441,35 @@ mod tests {
         let leaves = b.leaves();
         assert_ne!(merkle_root(&leaves), leaves[0]);
         assert_ne!(merkle_root(&[]), merkle_root(&leaves[..1]));
+    }
+
+    #[test]
+    fn checkpoints_verify_with_a_quorum_of_trusted_signers() {
+        let b = block(3);
+        let keys: Vec<crate::crypto::Keypair> = (0..3).map(|i| crate::crypto::Keypair::dev(&format!("n{i}"))).collect();
+        let msg = Checkpoint::message(b.header.chain, b.header.height, &b.header.hash());
+        let mut cp = Checkpoint {
+            chain: b.header.chain,
+            height: b.header.height,
+            header_hash: b.header.hash(),
+            signatures: keys
+                .iter()
+                .enumerate()
+                .take(2)
+                .map(|(i, k)| CheckpointSig { node: i as u64 + 1, key: k.public(), sig: k.sign(&msg) })
+                .collect(),
+        };
+        let trusted: Vec<(u64, crate::crypto::PublicKey)> =
+            keys.iter().enumerate().map(|(i, k)| (i as u64 + 1, k.public())).collect();
+        assert!(cp.verify(&b.header, &trusted, 2));
+        assert!(!cp.verify(&b.header, &trusted, 3), "two signers are not three");
+        assert!(!cp.verify(&b.header, &trusted[..1], 2), "an untrusted key does not count");
+        assert_eq!(Checkpoint::from_bytes(&cp.to_bytes()).unwrap(), cp);
+        let mut other = b.header;
+        other.time = Timestamp(99);
+        assert!(!cp.verify(&other, &trusted, 1), "another header");
+        cp.signatures[1] = cp.signatures[0];
+        assert!(!cp.verify(&b.header, &trusted, 2), "one signer counted twice");
     }
 
     #[test]

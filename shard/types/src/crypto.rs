@@ -40,6 +40,8 @@ pub mod domain {
     pub const COMMITMENT: &str = "elchain 2026 field commitment v1";
     /// Sealed-box keys.
     pub const SEAL: &str = "elchain 2026 sealed box v1";
+    /// Replica signatures over block headers (checkpoints).
+    pub const CHECKPOINT: &str = "elchain 2026 checkpoint v1";
     /// Development keys derived from a name.
     pub const DEV_KEY: &str = "elchain 2026 development key v1";
 }
