@@ -1,13 +1,15 @@
 //! Drive, break and check elchain clusters.
 //!
 //! Today this crate holds the workload generator that `elchain dev`, the benchmarks and the
-//! tests use to produce realistic signed transactions from the sample consortium profile. The
-//! load driver, fault injector and history checker build on it.
+//! tests use to produce realistic signed transactions from the sample consortium profile, and
+//! the local cluster (real node processes behind fault-injecting relays) that the fault tests
+//! and `elchain bench` run. The load driver, fault injector and history checker build on them.
 //!
 //! ```text
 //!  Consortium (dev keys) ──► Workload::next(now) ──► SignedTx (issue | grant | use | revoke | status)
 //! ```
 
+pub mod cluster;
 pub mod workload;
 
 pub use workload::{Mix, Workload};

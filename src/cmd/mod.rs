@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command.
 
+mod bench;
 mod ca;
 mod dev;
 mod keygen;
@@ -38,6 +39,8 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure committed throughput, latency and CPU per transaction on a local cluster.
+    Bench(bench::Args),
     /// Run the consortium certificate authority: root, member and node certificates, revocation.
     Ca(ca::Args),
     /// Run a local chain on the built-in sample consortium and drive a realistic load through it.
@@ -53,6 +56,7 @@ enum Command {
 /// Run the chosen command; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Ca(a) => ca::run(a),
         Command::Dev(a) => dev::run(a),
         Command::Keygen(a) => keygen::run(a),

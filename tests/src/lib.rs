@@ -42,4 +42,4 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub mod cluster;
+pub mod history;

@@ -9,8 +9,9 @@ use elchain_shard::ca;
 use elchain_shard::net::{Identity, TlsFiles};
 use elchain_shard::node::client::Client;
 use elchain_shard::node::rpc::{ReceiptStatus, Request, Response};
+use elchain_sim::cluster::{Cluster, CHAIN};
 use elchain_sim::Workload;
-use elchain_tests::cluster::{assert_verify_passes, check_history, Ack, Cluster, Settings, CHAIN};
+use elchain_tests::history::{assert_verify_passes, check_history, start_cluster, store, Ack, Settings};
 use elchain_types::codec::Encode;
 use elchain_types::ids::{ChainId, Timestamp};
 use elchain_types::profile::Profile;
@@ -43,7 +44,7 @@ async fn load(client: &Client, w: &mut Workload, batches: usize, size: usize) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_under_load_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start(3, Settings::default());
+    let mut cluster = start_cluster(3, Settings::default());
     let client = cluster.client().await;
     let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(1);
@@ -71,7 +72,7 @@ async fn leader_killed_under_load_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_far_behind_catches_up_by_snapshot() {
-    let mut cluster = Cluster::start(3, Settings { snapshot_every: 10, keep_logs: 2, ..Settings::default() });
+    let mut cluster = start_cluster(3, Settings { snapshot_every: 10, keep_logs: 2, ..Settings::default() });
     let client = cluster.client().await;
     let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
@@ -91,7 +92,7 @@ async fn a_replica_far_behind_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_partition_makes_no_progress_and_rejoins_without_divergence() {
-    let mut cluster = Cluster::start(3, Settings::default());
+    let mut cluster = start_cluster(3, Settings::default());
     let client = cluster.client().await;
     let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(3);
@@ -118,7 +119,7 @@ async fn a_minority_partition_makes_no_progress_and_rejoins_without_divergence()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_signature_proposed_by_the_leader_is_marked_invalid_everywhere() {
-    let mut cluster = Cluster::start(3, Settings { allow_raw_propose: true, ..Settings::default() });
+    let mut cluster = start_cluster(3, Settings { allow_raw_propose: true, ..Settings::default() });
     let client = cluster.client().await;
     client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(4);
@@ -142,14 +143,14 @@ async fn a_forged_signature_proposed_by_the_leader_is_marked_invalid_everywhere(
     client.close().await;
     cluster.stop_all();
     for id in 1..=3 {
-        let block = cluster.store(id).block(height).unwrap().unwrap();
+        let block = store(&cluster, id).block(height).unwrap().unwrap();
         assert_eq!(block.outcomes[1].as_u16(), RejectCode::BadSignature.as_u16(), "node {id}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_and_removing_replicas_under_load_loses_nothing() {
-    let mut cluster = Cluster::start(3, Settings::default());
+    let mut cluster = start_cluster(3, Settings::default());
     let mut client = cluster.client().await;
     client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(5);
@@ -196,7 +197,7 @@ fn client_files(cluster: &Cluster, ca_dir: &std::path::Path, id: u64, trust: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_from_another_ca_or_revoked_are_refused() {
-    let mut cluster = Cluster::start(3, Settings::default());
+    let mut cluster = start_cluster(3, Settings::default());
     let trust = cluster.dir.path().join("ca/ca.pem");
     let nodes: std::collections::BTreeMap<u64, std::net::SocketAddr> =
         cluster.nodes.values().map(|n| (n.id, n.public)).collect();

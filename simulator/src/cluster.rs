@@ -1,7 +1,14 @@
-//! A cluster of real `elchain node` processes on loopback, for fault tests.
+//! Start and control a local cluster of real `elchain node` processes on loopback.
 //!
-//! Every node's address in the chain's membership is a UDP relay ([`Relay`]) in front of it, so a
-//! test can cut a node off from the others (both directions) without touching the node.
+//! Used by the fault tests, `elchain bench` and the simulator. The cluster makes its own
+//! consortium CA and node certificates, writes each node's config, and starts the processes.
+//! Every node's address in the chain's membership is a UDP relay ([`Relay`]) in front of it, so
+//! a fault can cut a node off from the others (both directions) without touching the node.
+//!
+//! ```text
+//!  Cluster::start ─► ca init ─► issue node certs ─► node-<id>.toml ─► spawn `elchain node`
+//!                         peers dial  relay(id) ──UDP──► node id's QUIC socket
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,10 +21,7 @@ use std::time::Duration;
 use elchain_shard::ca;
 use elchain_shard::net::{Identity, TlsFiles};
 use elchain_shard::node::client::Client;
-use elchain_shard::node::rpc::{ChainStatus, Receipt, ReceiptStatus};
-use elchain_shard::Store;
-
-use crate::elchain_bin;
+use elchain_shard::node::rpc::{ChainStatus, Receipt};
 
 /// The chain every cluster test uses.
 pub const CHAIN: u32 = 1;
@@ -31,11 +35,27 @@ pub struct Settings {
     pub keep_logs: u64,
     /// Let the leader propose unchecked transactions (a faulty leader).
     pub allow_raw_propose: bool,
+    /// Signature-verification threads per node (0: one per core).
+    pub verify_threads: usize,
+    /// Close a block at this many transactions.
+    pub block_txs: usize,
+    /// Or after this many milliseconds.
+    pub block_wait_ms: u64,
+    /// Serve Prometheus metrics on a free TCP port per node.
+    pub metrics: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { snapshot_every: 1000, keep_logs: 500, allow_raw_propose: false }
+        Self {
+            snapshot_every: 1000,
+            keep_logs: 500,
+            allow_raw_propose: false,
+            verify_threads: 1,
+            block_txs: 500,
+            block_wait_ms: 10,
+            metrics: false,
+        }
     }
 }
 
@@ -53,13 +73,36 @@ pub struct NodeProc {
     pub data: PathBuf,
     /// Its log file.
     pub log: PathBuf,
+    /// Its `/metrics` address, when enabled.
+    pub metrics: Option<SocketAddr>,
     child: Option<Child>,
 }
 
-/// A cluster under test.
+/// Where a cluster keeps its files: a directory of the caller's, or a temporary one removed with
+/// the cluster.
+pub enum ClusterDir {
+    /// Kept after the cluster stops.
+    Kept(PathBuf),
+    /// Removed with the cluster.
+    Temporary(tempfile::TempDir),
+}
+
+impl ClusterDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        match self {
+            ClusterDir::Kept(p) => p,
+            ClusterDir::Temporary(t) => t.path(),
+        }
+    }
+}
+
+/// A running local cluster.
 pub struct Cluster {
     /// Working directory (CA, certificates, configs, data, logs).
-    pub dir: tempfile::TempDir,
+    pub dir: ClusterDir,
+    /// The `elchain` binary the nodes run.
+    pub bin: PathBuf,
     /// The nodes by id.
     pub nodes: BTreeMap<u64, NodeProc>,
     /// The relays by node id.
@@ -73,12 +116,18 @@ fn free_udp_port() -> SocketAddr {
 }
 
 impl Cluster {
-    /// Create a CA, certificates and configs for `n` replicas of one chain, and start them.
-    pub fn start(n: u64, settings: Settings) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// Create a CA, certificates and configs for `n` replicas of one chain in a temporary
+    /// directory, and start them with the `elchain` binary at `bin`.
+    pub fn start(bin: PathBuf, n: u64, settings: Settings) -> Cluster {
+        let dir = ClusterDir::Temporary(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(bin, dir, n, settings)
+    }
+
+    /// [`Cluster::start`] in a given directory.
+    pub fn start_in(bin: PathBuf, dir: ClusterDir, n: u64, settings: Settings) -> Cluster {
         let ca_dir = dir.path().join("ca");
-        ca::init(&ca_dir, "test consortium").expect("ca init");
-        let mut cluster = Cluster { dir, nodes: BTreeMap::new(), relays: BTreeMap::new(), settings };
+        ca::init(&ca_dir, "local consortium").expect("ca init");
+        let mut cluster = Cluster { dir, bin, nodes: BTreeMap::new(), relays: BTreeMap::new(), settings };
         for id in 1..=n {
             cluster.prepare_node(id);
         }
@@ -100,6 +149,10 @@ impl Cluster {
         let public = relay.addr;
         self.relays.insert(id, relay);
         let data = self.dir.path().join(format!("node-{id}"));
+        let metrics = self.settings.metrics.then(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
+            l.local_addr().expect("local address")
+        });
         self.nodes.insert(
             id,
             NodeProc {
@@ -109,6 +162,7 @@ impl Cluster {
                 config: self.dir.path().join(format!("node-{id}.toml")),
                 log: self.dir.path().join(format!("node-{id}.log")),
                 data,
+                metrics,
                 child: None,
             },
         );
@@ -122,12 +176,13 @@ impl Cluster {
         let ca = self.dir.path().join("ca");
         let certs = self.dir.path().join("certs");
         let s = &self.settings;
+        let metrics = n.metrics.map(|m| format!("metrics_listen = \"{m}\"\n")).unwrap_or_default();
         let text = format!(
             r#"node_id = {id}
 listen = "{listen}"
 data_dir = "{data}"
-verify_threads = 1
-
+verify_threads = {threads}
+{metrics}
 [tls]
 ca_cert = "{ca}/ca.pem"
 cert = "{certs}/node-{id}.pem"
@@ -143,8 +198,8 @@ keep_logs = {keep}
 purge_batch = 1
 
 [batch]
-max_txs = 500
-max_wait_ms = 10
+max_txs = {block_txs}
+max_wait_ms = {block_wait}
 
 [testing]
 allow_raw_propose = {raw}
@@ -161,6 +216,9 @@ peers = [{peers}]
             snap = s.snapshot_every,
             keep = s.keep_logs,
             raw = s.allow_raw_propose,
+            threads = s.verify_threads,
+            block_txs = s.block_txs,
+            block_wait = s.block_wait_ms,
             peers = peer_list.join(", "),
         );
         std::fs::write(&n.config, text).expect("write node config");
@@ -171,10 +229,10 @@ peers = [{peers}]
         let n = self.nodes.get_mut(&id).expect("known node");
         assert!(n.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).expect("log file");
-        let child = Command::new(elchain_bin())
+        let child = Command::new(&self.bin)
             .args(["node", "--config", n.config.to_str().expect("utf-8 path")])
             .env("NO_COLOR", "1")
-            .env("ELCHAIN_LOG", "info,openraft=warn")
+            .env("ELCHAIN_LOG", std::env::var("ELCHAIN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -213,6 +271,11 @@ peers = [{peers}]
         for id in ids {
             self.stop(id);
         }
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[&id].child.as_ref().map(Child::id)
     }
 
     /// Node `id`'s log so far.
@@ -276,11 +339,6 @@ peers = [{peers}]
         Client::new(identity, nodes).await.expect("client endpoint")
     }
 
-    /// The chain store of node `id` (the node must be stopped).
-    pub fn store(&self, id: u64) -> Store {
-        Store::open(&self.nodes[&id].data.join(format!("chain-{CHAIN}/chain.redb"))).expect("open chain store")
-    }
-
     /// Wait until every running node in `ids` reports the same applied height as the others, at
     /// least `min_height`.
     pub async fn wait_converged(&self, client: &Client, ids: &[u64], min_height: u64, deadline: Duration) -> u64 {
@@ -316,76 +374,6 @@ impl Drop for Cluster {
             }
         }
     }
-}
-
-/// What a test was told about one transaction.
-#[derive(Clone, Debug)]
-pub struct Ack {
-    /// The receipt.
-    pub receipt: Receipt,
-}
-
-/// Check the promise of replication on stopped nodes: every acknowledged transaction is in the
-/// chain at the position its receipt gave, it took effect at most once (exactly once when the
-/// receipt said it did, or said `replay` of an earlier commit), and all replicas hold identical
-/// blocks. Returns the common height.
-pub fn check_history(cluster: &Cluster, ids: &[u64], acks: &[Ack]) -> u64 {
-    use elchain_types::reason::{Outcome, RejectCode};
-    let stores: Vec<Store> = ids.iter().map(|id| cluster.store(*id)).collect();
-    let tip = stores[0].tip().expect("tip");
-    for (s, id) in stores.iter().zip(ids) {
-        assert_eq!(s.tip().expect("tip"), tip, "node {id} ends at another tip");
-    }
-    let mut valid_count: std::collections::HashMap<[u8; 32], usize> = Default::default();
-    for h in 1..=tip.height {
-        let block = stores[0].block(h).expect("read block").expect("block present");
-        for (s, id) in stores.iter().zip(ids).skip(1) {
-            let other = s.block(h).expect("read block").expect("block present");
-            assert_eq!(other.header.hash(), block.header.hash(), "node {id} differs at height {h}");
-        }
-        for (tx, o) in block.ids.iter().zip(&block.outcomes) {
-            if o.is_valid() {
-                *valid_count.entry(tx.0).or_default() += 1;
-            }
-        }
-    }
-    // Checkpoints: a quorum of the replicas' certificate keys signed the stored headers.
-    let trusted: Vec<(u64, elchain_types::crypto::PublicKey)> =
-        cluster.nodes.keys().map(|id| (*id, cluster.node_key(*id))).collect();
-    for (s, id) in stores.iter().zip(ids) {
-        let heights = s.checkpoint_heights().expect("checkpoints");
-        assert!(
-            heights.len() as u64 * 2 >= tip.height,
-            "node {id} has checkpoints for only {} of {} blocks",
-            heights.len(),
-            tip.height
-        );
-        for h in heights {
-            let cp = s.checkpoint(h).expect("read").expect("present");
-            let header = s.block(h).expect("read").expect("block").header;
-            assert!(cp.verify(&header, &trusted, 2), "node {id}: checkpoint {h} does not verify: {cp:?}");
-        }
-    }
-    for ack in acks {
-        let ReceiptStatus::Committed { height, index, outcome } = ack.receipt.status else { continue };
-        let block = stores[0].block(height).expect("read").unwrap_or_else(|| panic!("acked block {height} missing"));
-        assert_eq!(block.ids.get(index as usize).map(|i| i.0), Some(ack.receipt.tx_id), "acked position differs");
-        assert_eq!(block.outcomes[index as usize].as_u16(), outcome, "acked outcome differs");
-        let took_effect = outcome == Outcome::Valid.as_u16() || outcome == RejectCode::Replay.as_u16();
-        let count = valid_count.get(&ack.receipt.tx_id).copied().unwrap_or(0);
-        if took_effect {
-            assert_eq!(count, 1, "acked transaction took effect {count} times");
-        } else {
-            assert!(count <= 1, "transaction took effect {count} times");
-        }
-    }
-    tip.height
-}
-
-/// Run `elchain verify` on node `id`'s data directory and assert it passes.
-pub fn assert_verify_passes(cluster: &Cluster, id: u64) {
-    let out = crate::elchain(&["verify", "--quiet", cluster.nodes[&id].data.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(0), "verify failed on node {id}: {}", crate::stdout(&out));
 }
 
 /// A UDP relay in front of a node: forwards datagrams both ways, or drops them on command.
@@ -459,9 +447,4 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// The data directory of a node.
-pub fn data_dir(cluster: &Cluster, id: u64) -> &Path {
-    &cluster.nodes[&id].data
 }
