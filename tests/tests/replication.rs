@@ -42,9 +42,20 @@ async fn load(client: &Client, w: &mut Workload, batches: usize, size: usize) ->
     acks
 }
 
+/// GET /metrics over plain HTTP/1.0.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_under_load_loses_nothing_acknowledged() {
-    let mut cluster = start_cluster(3, Settings::default());
+    let mut cluster = start_cluster(3, Settings { metrics: true, ..Settings::default() });
     let client = cluster.client().await;
     let leader = client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(1);
@@ -61,6 +72,13 @@ async fn leader_killed_under_load_loses_nothing_acknowledged() {
     acks.extend(load(&client, &mut w, 5, 50).await);
     let height = cluster.wait_converged(&client, &[1, 2, 3], 1, DEADLINE).await;
     assert!(height >= 20, "height {height}");
+    let metrics = scrape(cluster.nodes[&new_leader].metrics.unwrap());
+    assert!(
+        metrics.contains(&format!("elchain_applied_height{{node=\"{new_leader}\",chain=\"1\"}} {height}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("elchain_is_leader{{node=\"{new_leader}\",chain=\"1\"}} 1")), "{metrics}");
+    assert!(metrics.contains("elchain_log_fsync_seconds_total"), "{metrics}");
     client.close().await;
     cluster.stop_all();
 

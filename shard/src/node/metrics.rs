@@ -45,6 +45,12 @@ pub fn render(node: u64, replicas: &HashMap<u32, Arc<Replica>>) -> String {
     metric("elchain_verify_queue", "Transactions waiting for signature verification.", "gauge", &|r| {
         r.metrics.verify_queue.load(Ordering::Relaxed) as f64
     });
+    metric("elchain_log_appends_total", "Durable appends to the Raft log.", "counter", &|r| {
+        r.metrics.log.appends.load(Ordering::Relaxed) as f64
+    });
+    metric("elchain_log_fsync_seconds_total", "Time spent writing and fsyncing Raft log appends.", "counter", &|r| {
+        r.metrics.log.append_micros.load(Ordering::Relaxed) as f64 / 1e6
+    });
     out
 }
 

@@ -50,6 +50,8 @@ pub struct ReplicaMetrics {
     pub proposed_blocks: AtomicU64,
     /// Transactions waiting for signature verification at admission.
     pub verify_queue: AtomicU64,
+    /// Durable appends to the Raft log and the time they took.
+    pub log: Arc<crate::raft::log_store::LogMetrics>,
 }
 
 /// Why a batch was not committed.
@@ -116,6 +118,7 @@ impl Replica {
         let shared: SharedStore = Arc::new(RwLock::new(Arc::new(store)));
         let verifier = Arc::new(Verifier::new(id, node.verify_threads, DEFAULT_BATCH));
         let log = LogStore::open(&dir.join("raft-log.redb"))?;
+        let log_metrics = log.metrics();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let sm = StateMachine::new(shared.clone(), consortium, verifier.clone()).with_applied_hook(applied_tx);
         let r = &node.raft;
@@ -140,7 +143,7 @@ impl Replica {
             }
         }
         let (tx, rx) = mpsc::channel(1024);
-        let metrics = Arc::new(ReplicaMetrics::default());
+        let metrics = Arc::new(ReplicaMetrics { log: log_metrics, ..ReplicaMetrics::default() });
         let replica = Arc::new(Replica {
             chain: id,
             node_id: node.node_id,

@@ -25,10 +25,20 @@ const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
+/// Durable-append figures, exported as metrics.
+#[derive(Debug, Default)]
+pub struct LogMetrics {
+    /// Appends made durable.
+    pub appends: std::sync::atomic::AtomicU64,
+    /// Microseconds spent in them (write and fsync).
+    pub append_micros: std::sync::atomic::AtomicU64,
+}
+
 /// A chain's Raft log on redb. Cloning shares the database (log readers are clones).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    metrics: Arc<LogMetrics>,
 }
 
 impl Debug for LogStore {
@@ -53,7 +63,12 @@ impl LogStore {
         w.open_table(LOG)?;
         w.open_table(RAFT_META)?;
         w.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), metrics: Arc::default() })
+    }
+
+    /// The append figures of this log.
+    pub fn metrics(&self) -> Arc<LogMetrics> {
+        self.metrics.clone()
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -145,6 +160,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut w = self.db.begin_write().map_err(write_err)?;
         w.set_durability(Durability::Immediate);
         {
@@ -156,6 +172,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         w.commit().map_err(write_err)?;
         // The commit above returned after fsync: the entries are durable now.
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.appends.fetch_add(1, Relaxed);
+        self.metrics.append_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         callback.log_io_completed(Ok(()));
         Ok(())
     }
