@@ -98,3 +98,54 @@ fn help_describes_every_command() {
         assert!(stdout(&sub).contains("Usage: elchain"), "{cmd} --help");
     }
 }
+
+#[test]
+fn ca_commands_issue_and_revoke_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let certs = dir.path().join("certs");
+    let (ca_s, certs_s) = (ca.to_str().unwrap(), certs.to_str().unwrap());
+    let ok = |args: &[&str]| {
+        let out = elchain(args);
+        assert!(out.status.success(), "{args:?}: {}{}", stdout(&out), stderr(&out));
+        out
+    };
+    ok(&["ca", "init", "--ca", ca_s]);
+    for f in ["ca.pem", "ca.key", "crl.pem"] {
+        assert!(ca.join(f).is_file(), "{f}");
+    }
+    ok(&[
+        "ca",
+        "issue-node",
+        "--ca",
+        ca_s,
+        "--node-id",
+        "5",
+        "--member",
+        "public-security",
+        "--role",
+        "replica",
+        "--out",
+        certs_s,
+    ]);
+    let member = ok(&["ca", "issue-member", "--ca", ca_s, "--code", "justice", "--out", certs_s]);
+    assert!(stdout(&member).to_lowercase().contains("public key"), "{}", stdout(&member));
+    let again = elchain(&[
+        "ca",
+        "issue-node",
+        "--ca",
+        ca_s,
+        "--node-id",
+        "5",
+        "--member",
+        "x",
+        "--role",
+        "replica",
+        "--out",
+        certs_s,
+    ]);
+    assert!(!again.status.success(), "overwriting a node certificate needs --force");
+    let crl_before = std::fs::read(ca.join("crl.pem")).unwrap();
+    ok(&["ca", "revoke", "--ca", ca_s, "--cert", certs.join("node-5.pem").to_str().unwrap()]);
+    assert_ne!(std::fs::read(ca.join("crl.pem")).unwrap(), crl_before, "the CRL was re-signed");
+}

@@ -285,6 +285,13 @@ peers = [{ id = 1, addr = "127.0.0.1:7001" }, { id = 2, addr = "127.0.0.1:7002" 
     }
 
     #[test]
+    fn the_documented_example_config_loads() {
+        let c = load(include_str!("../../../deploy/examples/node.toml")).unwrap();
+        assert_eq!(c.chains[0].peers.len(), 3);
+        assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9101));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = load(&GOOD.replace("node_id = 1", "node_id = 1\ncolour = 3")).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
