@@ -121,17 +121,65 @@ impl Verifier {
         })
     }
 
-    /// Check already-decoded transactions (as a leader does for its own admissions).
-    pub fn check_decoded(&self, txs: Vec<SignedTx>) -> Vec<CheckedTx> {
-        use elchain_types::codec::Encode;
-        self.check(txs.iter().map(Encode::to_bytes).collect())
+    /// [`Verifier::check`], skipping the signature check of transactions whose exact bytes
+    /// this node already verified (and remembered in `cache`). The leader uses it at apply for the
+    /// transactions it admitted; every other replica verifies them itself.
+    pub fn check_cached(&self, raws: Vec<Vec<u8>>, cache: &VerdictCache) -> Vec<CheckedTx> {
+        let chain = self.chain;
+        let batch = self.batch;
+        self.pool.install(|| {
+            raws.into_par_iter()
+                .chunks(batch)
+                .flat_map_iter(move |chunk| check_chunk_with(chain, chunk, Some(cache)))
+                .collect()
+        })
+    }
+}
+
+/// Exact transaction bytes this node has verified, so it need not verify them again.
+#[derive(Debug, Default)]
+pub struct VerdictCache {
+    good: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+}
+
+/// Entries kept at most; a node that lost leadership with admitted transactions unapplied
+/// would otherwise keep them forever.
+const VERDICT_CACHE_MAX: usize = 1 << 20;
+
+impl VerdictCache {
+    /// Remember that these exact bytes passed verification.
+    pub fn remember<'a>(&self, raws: impl IntoIterator<Item = &'a [u8]>) {
+        let mut good = self.good.lock().expect("verdict cache");
+        if good.len() > VERDICT_CACHE_MAX {
+            good.clear();
+        }
+        good.extend(raws.into_iter().map(|r| elchain_types::block::entry_hash(r).0));
+    }
+
+    /// True (once) when these exact bytes were verified here.
+    fn take(&self, raw: &[u8]) -> bool {
+        self.good.lock().expect("verdict cache").remove(&elchain_types::block::entry_hash(raw).0)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.good.lock().expect("verdict cache").len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 /// Check one chunk on the current thread: decode and shape-check each, batch-verify all the
 /// signatures, and on failure find the bad transactions one signature at a time.
-#[allow(clippy::result_large_err)]
 pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
+    check_chunk_with(chain, raws, None)
+}
+
+#[allow(clippy::result_large_err)]
+fn check_chunk_with(chain: ChainId, raws: Vec<Vec<u8>>, cache: Option<&VerdictCache>) -> Vec<CheckedTx> {
     let mut decoded: Vec<Result<(SignedTx, Vec<u8>), CheckedTx>> = raws
         .into_iter()
         .map(|raw| {
@@ -147,9 +195,11 @@ pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
         .collect();
 
     let ids: Vec<Option<[u8; 32]>> = decoded.iter().map(|d| d.as_ref().ok().map(|(tx, _)| tx.id().0)).collect();
+    let known: Vec<bool> =
+        decoded.iter().map(|d| matches!((d, cache), (Ok((_, raw)), Some(c)) if c.take(raw))).collect();
     let mut items: Vec<SigItem<'_>> = Vec::new();
-    for (d, id) in decoded.iter().zip(&ids) {
-        if let (Ok((tx, _)), Some(id)) = (d, id) {
+    for ((d, id), known) in decoded.iter().zip(&ids).zip(&known) {
+        if let (Ok((tx, _)), Some(id), false) = (d, id, known) {
             items.extend(tx.signatures().iter().map(|s| SigItem { key: &s.key, msg: id, sig: &s.sig }));
         }
     }
@@ -159,11 +209,13 @@ pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
     decoded
         .drain(..)
         .zip(&ids)
-        .map(|(d, id)| match d {
+        .zip(known)
+        .map(|((d, id), known)| match d {
             Err(rejected) => rejected,
             Ok((tx, raw)) => {
                 let id = id.as_ref().expect("decoded tx has an id");
-                let ok = all_good
+                let ok = known
+                    || all_good
                     || tx.signatures().iter().all(|s| verify_one(SigItem { key: &s.key, msg: id, sig: &s.sig }));
                 if ok {
                     CheckedTx::Verified(VerifiedTx { tx, raw })
@@ -244,6 +296,21 @@ mod tests {
             let got = codes(&Verifier::new(ChainId(1), threads, batch).check(mixed_input()));
             assert_eq!(got, reference, "threads={threads} batch={batch}");
         }
+    }
+
+    #[test]
+    fn cached_verdicts_skip_only_the_exact_bytes_verified_before() {
+        let v = Verifier::new(ChainId(1), 2, 64);
+        let cache = VerdictCache::default();
+        let good = attest(1, 1).to_bytes();
+        cache.remember([good.as_slice()]);
+        // Same id, a forged signature: different bytes, so it is verified and refused.
+        let mut forged = good.clone();
+        let n = forged.len();
+        forged[n - 2] ^= 1;
+        let out = v.check_cached(vec![forged, good.clone()], &cache);
+        assert_eq!(codes(&out), vec![Some(RejectCode::BadSignature), None]);
+        assert!(cache.is_empty(), "a cached verdict is used once");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use elchain_shard::node::rpc::{ReceiptStatus, Request, Response};
 use elchain_sim::cluster::{Cluster, CHAIN};
 use elchain_sim::Workload;
 use elchain_tests::history::{assert_verify_passes, check_history, start_cluster, store, Ack, Settings};
-use elchain_types::codec::Encode;
+use elchain_types::codec::{Decode, Encode};
 use elchain_types::ids::{ChainId, Timestamp};
 use elchain_types::profile::Profile;
 use elchain_types::reason::RejectCode;
@@ -133,6 +133,9 @@ async fn a_minority_partition_makes_no_progress_and_rejoins_without_divergence()
     client.close().await;
     cluster.stop_all();
     check_history(&cluster, &[1, 2, 3], &acks);
+    for id in 1..=3 {
+        assert_verify_passes(&cluster, id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,9 +161,28 @@ async fn a_forged_signature_proposed_by_the_leader_is_marked_invalid_everywhere(
     assert_eq!(outcomes[1], RejectCode::BadSignature.as_u16());
     let ReceiptStatus::Committed { height, .. } = receipts[1].status else { panic!() };
     cluster.wait_converged(&client, &[1, 2, 3], height, DEADLINE).await;
+
+    // The mempool takes identical bytes once: both submissions share one position.
+    let tx = w.batch(1, now()).remove(0).to_bytes();
+    let twice = client.submit(CHAIN, vec![tx.clone(), tx], DEADLINE).await.unwrap();
+    assert_eq!(twice[0], twice[1]);
+
+    // Any replica answers a receipt query with proofs a light client checks offline.
+    let leader = client.wait_leader(CHAIN, DEADLINE).await.unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let Ok(Response::TxReceipt(Some(proven))) =
+        client.request(follower, &Request::Receipt { chain: CHAIN, tx_id: receipts[0].tx_id }).await
+    else {
+        panic!("no receipt from node {follower}");
+    };
+    let header = elchain_types::BlockHeader::from_bytes(&proven.header).unwrap();
+    let proof = elchain_types::InclusionProof::from_bytes(&proven.proof).unwrap();
+    assert!(proof.verify(&header));
+    assert_eq!(proof.tx_id.0, receipts[0].tx_id);
     client.close().await;
     cluster.stop_all();
     for id in 1..=3 {
+        assert_verify_passes(&cluster, id);
         let block = store(&cluster, id).block(height).unwrap().unwrap();
         assert_eq!(block.outcomes[1].as_u16(), RejectCode::BadSignature.as_u16(), "node {id}");
     }

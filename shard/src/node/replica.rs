@@ -37,7 +37,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::{current, SharedStore, StateMachine};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
 use crate::store::Store;
-use crate::verifier::{CheckedTx, Verifier, DEFAULT_BATCH};
+use crate::verifier::{CheckedTx, VerdictCache, Verifier, DEFAULT_BATCH};
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -61,9 +61,13 @@ enum BatchError {
     Failed(String),
 }
 
+/// The applied block and each submitted transaction's position in it, or why not.
+type BatchResult = Result<(Arc<BlockApplied>, Vec<usize>), BatchError>;
+
 struct Pending {
     txs: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Result<(Arc<BlockApplied>, usize), BatchError>>,
+    /// Where each of `txs` ended up in the block (identical bytes share one position).
+    reply: oneshot::Sender<BatchResult>,
 }
 
 /// A chain served by this node.
@@ -75,6 +79,7 @@ pub struct Replica {
     verifier: Arc<Verifier>,
     batcher: mpsc::Sender<Pending>,
     allow_raw: bool,
+    verdicts: Arc<VerdictCache>,
     endpoint: Endpoint,
     signer: Option<Keypair>,
     /// Checkpoint signatures gathered, by height, until a quorum agrees with the local header.
@@ -120,7 +125,10 @@ impl Replica {
         let log = LogStore::open(&dir.join("raft-log.redb"))?;
         let log_metrics = log.metrics();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
-        let sm = StateMachine::new(shared.clone(), consortium, verifier.clone()).with_applied_hook(applied_tx);
+        let verdicts = Arc::new(VerdictCache::default());
+        let sm = StateMachine::new(shared.clone(), consortium, verifier.clone())
+            .with_applied_hook(applied_tx)
+            .with_verdict_cache(verdicts.clone());
         let r = &node.raft;
         let config = openraft::Config {
             cluster_name: format!("elchain-chain-{}", chain.id),
@@ -152,6 +160,7 @@ impl Replica {
             verifier,
             batcher: tx,
             allow_raw: node.testing.allow_raw_propose,
+            verdicts,
             endpoint,
             signer,
             pending: Mutex::new(BTreeMap::new()),
@@ -230,14 +239,14 @@ impl Replica {
             }
         }
         if !admitted.is_empty() {
+            self.verdicts.remember(admitted.iter().map(Vec::as_slice));
             let (reply, wait) = oneshot::channel();
             if self.batcher.send(Pending { txs: admitted, reply }).await.is_err() {
                 return Response::Error("the node is shutting down".into());
             }
             match wait.await {
-                Ok(Ok((applied, offset))) => {
-                    for (k, (i, id)) in positions.into_iter().enumerate() {
-                        let index = offset + k;
+                Ok(Ok((applied, at))) => {
+                    for ((i, id), index) in positions.into_iter().zip(at) {
                         let outcome = applied.results.get(index).map_or(u16::MAX, |r| r.1);
                         receipts[i] = Some(Receipt {
                             tx_id: id.0,
@@ -428,6 +437,29 @@ impl Replica {
         }
     }
 
+    /// The receipt of a transaction this replica has applied, with its proofs.
+    pub fn receipt(&self, tx_id: [u8; 32]) -> Response {
+        let store = self.store();
+        match store.receipt(&elchain_types::ids::TxId(tx_id)) {
+            Ok(None) => Response::TxReceipt(None),
+            Ok(Some(r)) => Response::TxReceipt(Some(super::rpc::ProvenReceipt {
+                height: r.height,
+                header: r.header.to_bytes(),
+                proof: r.proof.to_bytes(),
+                checkpoint: store.checkpoint(r.height).ok().flatten().map(|c| c.to_bytes()),
+            })),
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    /// A stored block.
+    pub fn block(&self, height: u64) -> Response {
+        match self.store().block(height) {
+            Ok(b) => Response::Block(b.map(|b| b.to_bytes())),
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
     /// This node's view of the chain.
     pub fn status(&self) -> ChainStatus {
         let m = self.raft.metrics().borrow().clone();
@@ -509,11 +541,23 @@ async fn batcher(
         let raft = raft.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            // The mempool's de-duplication: identical bytes submitted twice (a client retrying,
+            // two routers forwarding) go into the block once and share the receipt.
             let mut txs = Vec::with_capacity(count);
+            let mut seen: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::with_capacity(count);
             let mut replies = Vec::with_capacity(batch.len());
             for p in batch {
-                replies.push((txs.len(), p.reply));
-                txs.extend(p.txs);
+                let mut at = Vec::with_capacity(p.txs.len());
+                for raw in p.txs {
+                    let h = elchain_types::block::entry_hash(&raw).0;
+                    let next = txs.len();
+                    let pos = *seen.entry(h).or_insert(next);
+                    if pos == next {
+                        txs.push(raw);
+                    }
+                    at.push(pos);
+                }
+                replies.push((at, p.reply));
             }
             metrics.proposed_blocks.fetch_add(1, Ordering::Relaxed);
             let result = raft.client_write(BlockProposal { time: now_ms(), txs }).await;
@@ -522,8 +566,8 @@ async fn batcher(
                 Ok(r) => {
                     metrics.committed_txs.fetch_add(r.data.results.len() as u64, Ordering::Relaxed);
                     let applied = Arc::new(r.data);
-                    for (offset, reply) in replies {
-                        let _ = reply.send(Ok((applied.clone(), offset)));
+                    for (at, reply) in replies {
+                        let _ = reply.send(Ok((applied.clone(), at)));
                     }
                 }
                 Err(e) => {

@@ -28,6 +28,20 @@ pub enum Request {
         /// Encoded signed transactions.
         txs: Vec<Vec<u8>>,
     },
+    /// Where a transaction is, with an inclusion proof, the block header and its checkpoint.
+    Receipt {
+        /// The chain.
+        chain: u32,
+        /// The transaction id.
+        tx_id: [u8; 32],
+    },
+    /// A stored block (canonical encoding).
+    Block {
+        /// The chain.
+        chain: u32,
+        /// Its height.
+        height: u64,
+    },
     /// This node's view of a chain.
     Status {
         /// The chain.
@@ -76,6 +90,8 @@ impl Request {
         match self {
             Request::Raft { chain, .. }
             | Request::Submit { chain, .. }
+            | Request::Receipt { chain, .. }
+            | Request::Block { chain, .. }
             | Request::Status { chain }
             | Request::AddReplica { chain, .. }
             | Request::RemoveReplica { chain, .. }
@@ -109,6 +125,10 @@ pub enum Response {
     Receipts(Vec<Receipt>),
     /// Answer to `Status`.
     Status(ChainStatus),
+    /// Answer to `Receipt`: none when this replica has not applied the transaction.
+    TxReceipt(Option<ProvenReceipt>),
+    /// Answer to `Block`: the block's canonical encoding, none when not stored here.
+    Block(Option<Vec<u8>>),
     /// This node does not lead the chain; ask the leader, if one is known.
     NotLeader {
         /// The leader's node id and address.
@@ -150,6 +170,21 @@ pub enum ReceiptStatus {
         /// The reject code.
         code: u16,
     },
+}
+
+/// A transaction's place in the chain, checkable without the node: the inclusion proof leads
+/// to the header's transaction root, and the checkpoint carries the replicas' signatures over the
+/// header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenReceipt {
+    /// Block height.
+    pub height: u64,
+    /// The block header, canonical encoding.
+    pub header: Vec<u8>,
+    /// The inclusion proof (carries index and outcome), canonical encoding.
+    pub proof: Vec<u8>,
+    /// The block's checkpoint, canonical encoding, if gathered yet.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 /// One node's view of a chain.

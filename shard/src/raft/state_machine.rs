@@ -19,7 +19,7 @@ use elchain_types::ids::{Hash32, Timestamp};
 use super::{io_error, BlockApplied, Entry, NodeId, StorageError, TypeConfig};
 use crate::exec::{Executor, LogPosition};
 use crate::store::Store;
-use crate::verifier::Verifier;
+use crate::verifier::{VerdictCache, Verifier};
 
 /// Metadata key of the last applied log id (bincode `Option<LogId>`).
 pub const META_APPLIED: &str = "raft_applied";
@@ -52,6 +52,7 @@ pub struct StateMachine {
     verifier: Arc<Verifier>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     applied: Option<tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>>,
+    verdicts: Arc<VerdictCache>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -75,7 +76,22 @@ impl StateMachine {
     /// A state machine over the chain store at `store`'s path.
     pub fn new(store: SharedStore, consortium: Arc<Consortium>, verifier: Arc<Verifier>) -> Self {
         let path = current(&store).path().to_path_buf();
-        Self { store, path, consortium, verifier, snapshot: Arc::new(Mutex::new(None)), applied: None }
+        Self {
+            store,
+            path,
+            consortium,
+            verifier,
+            snapshot: Arc::new(Mutex::new(None)),
+            applied: None,
+            verdicts: Arc::default(),
+        }
+    }
+
+    /// Share the admission stage's verdicts, so the leader does not verify its own admissions
+    /// twice.
+    pub fn with_verdict_cache(mut self, cache: Arc<VerdictCache>) -> Self {
+        self.verdicts = cache;
+        self
     }
 
     /// Also report the height and header hash of every block applied (for checkpoint signing).
@@ -113,7 +129,7 @@ impl StateMachine {
                 Ok(BlockApplied::default())
             }
             EntryPayload::Normal(proposal) => {
-                let checked = self.verifier.check(proposal.txs);
+                let checked = self.verifier.check_cached(proposal.txs, &self.verdicts);
                 let tip = store.tip().map_err(|e| sm_err(ErrorVerb::Read, e))?;
                 let view = store.view().map_err(|e| sm_err(ErrorVerb::Read, e))?;
                 let pos = LogPosition { term: log_id.leader_id.term, index: log_id.index };
