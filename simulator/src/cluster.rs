@@ -43,6 +43,9 @@ pub struct Settings {
     pub block_wait_ms: u64,
     /// Serve Prometheus metrics on a free TCP port per node.
     pub metrics: bool,
+    /// Put a fault-injecting relay in front of every node (tests); without, peers dial nodes
+    /// directly.
+    pub relays: bool,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             block_txs: 500,
             block_wait_ms: 10,
             metrics: false,
+            relays: true,
         }
     }
 }
@@ -139,15 +143,56 @@ impl Cluster {
         cluster
     }
 
+    /// Start the nodes of a cluster created earlier in `dir` (without relays), from their
+    /// config files, with their data as they left it.
+    pub fn resume(bin: PathBuf, dir: PathBuf, settings: Settings) -> Result<Cluster, String> {
+        let mut nodes = BTreeMap::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let Some(id) = name.strip_prefix("node-").and_then(|r| r.strip_suffix(".toml")) else { continue };
+            let Ok(id) = id.parse::<u64>() else { continue };
+            let cfg = elchain_shard::node::config::NodeConfig::load(&path).map_err(|e| e.to_string())?;
+            nodes.insert(
+                id,
+                NodeProc {
+                    id,
+                    listen: cfg.listen,
+                    public: cfg.listen,
+                    config: path.clone(),
+                    log: dir.join(format!("node-{id}.log")),
+                    data: cfg.data_dir.clone(),
+                    metrics: cfg.metrics_listen,
+                    child: None,
+                },
+            );
+        }
+        if nodes.is_empty() {
+            return Err(format!("no node-<id>.toml in {}", dir.display()));
+        }
+        let mut cluster = Cluster { dir: ClusterDir::Kept(dir), bin, nodes, relays: BTreeMap::new(), settings };
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.spawn(id);
+        }
+        Ok(cluster)
+    }
+
     /// Issue a certificate for a new node and give it a relay (not started, not a member).
     pub fn prepare_node(&mut self, id: u64) {
         let certs = self.dir.path().join("certs");
         ca::issue_node(&self.dir.path().join("ca"), id, "public-security", ca::Role::Replica, &certs, false)
             .expect("issue node certificate");
         let listen = free_udp_port();
-        let relay = Relay::start(listen);
-        let public = relay.addr;
-        self.relays.insert(id, relay);
+        let public = if self.settings.relays {
+            let relay = Relay::start(listen);
+            let public = relay.addr;
+            self.relays.insert(id, relay);
+            public
+        } else {
+            listen
+        };
         let data = self.dir.path().join(format!("node-{id}"));
         let metrics = self.settings.metrics.then(|| {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");

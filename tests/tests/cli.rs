@@ -7,6 +7,7 @@ use elchain_types::codec::Encode;
 fn run_dev(dir: &std::path::Path, blocks: &str) {
     let out = elchain(&[
         "dev",
+        "--in-process",
         "--data-dir",
         dir.to_str().unwrap(),
         "--blocks",
@@ -45,6 +46,24 @@ fn verify_passes_on_an_untouched_store_and_names_a_tampered_block() {
     let bad = elchain(&["verify", "--quiet", data]);
     assert_eq!(bad.status.code(), Some(1), "{}{}", stdout(&bad), stderr(&bad));
     assert!(stdout(&bad).contains("TAMPERED: first bad block 4"), "{}", stdout(&bad));
+}
+
+#[test]
+fn dev_runs_a_replicated_cluster_that_resumes_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    for round in 0..2 {
+        let out = elchain(&["dev", "--data-dir", data_s, "--txs", "300", "--batch", "100", "--exit"]);
+        assert!(out.status.success(), "round {round}: {}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("committed 300 transactions"), "{}", stdout(&out));
+        assert!(stdout(&out).contains(if round == 0 { "started 3 replica(s)" } else { "resumed 3 replica(s)" }));
+    }
+    let ok = elchain(&["verify", "--quiet", data_s]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    let text = stdout(&ok);
+    assert_eq!(text.matches("OK:").count(), 3, "one chain store per replica: {text}");
+    assert!(text.contains("600 transactions"), "{text}");
 }
 
 #[test]
