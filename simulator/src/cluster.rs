@@ -46,6 +46,8 @@ pub struct Settings {
     /// Put a fault-injecting relay in front of every node (tests); without, peers dial nodes
     /// directly.
     pub relays: bool,
+    /// Chains every node serves: ids 1 ..= chains, all in the same processes.
+    pub chains: u32,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
             block_wait_ms: 10,
             metrics: false,
             relays: true,
+            chains: 1,
         }
     }
 }
@@ -248,12 +251,7 @@ max_wait_ms = {block_wait}
 
 [testing]
 allow_raw_propose = {raw}
-
-[[chains]]
-id = {CHAIN}
-bootstrap = {bootstrap}
-peers = [{peers}]
-"#,
+{chains}"#,
             listen = n.listen,
             data = n.data.display(),
             ca = ca.display(),
@@ -264,7 +262,12 @@ peers = [{peers}]
             threads = s.verify_threads,
             block_txs = s.block_txs,
             block_wait = s.block_wait_ms,
-            peers = peer_list.join(", "),
+            chains = (1..=s.chains.max(1))
+                .map(|c| format!(
+                    "\n[[chains]]\nid = {c}\nbootstrap = {bootstrap}\npeers = [{}]\n",
+                    peer_list.join(", ")
+                ))
+                .collect::<String>(),
         );
         std::fs::write(&n.config, text).expect("write node config");
     }

@@ -272,3 +272,40 @@ async fn certificates_from_another_ca_or_revoked_are_refused() {
     good.close().await;
     cluster.stop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_serves_replicas_of_several_chains() {
+    let mut cluster = start_cluster(3, Settings { chains: 2, ..Settings::default() });
+    let client = cluster.client().await;
+    let mut acks = std::collections::BTreeMap::new();
+    for chain in [1u32, 2] {
+        client.wait_leader(chain, DEADLINE).await.expect("a leader per chain");
+        let mut w = Workload::new(Profile::sample().into_dev_consortium().unwrap(), ChainId(chain), chain as u64, 500);
+        let txs: Vec<Vec<u8>> = w.batch(40, now()).iter().map(Encode::to_bytes).collect();
+        let receipts = client.submit(chain, txs, DEADLINE).await.expect("committed");
+        assert!(receipts.iter().all(|r| matches!(r.status, ReceiptStatus::Committed { .. })));
+        acks.insert(chain, receipts);
+    }
+    // A transaction for chain 1 sent to chain 2 is refused there at admission.
+    let mut w = workload(9);
+    let stray = w.batch(1, now()).remove(0).to_bytes();
+    let refused = client.submit(2, vec![stray], DEADLINE).await.unwrap();
+    assert_eq!(refused[0].status, ReceiptStatus::Rejected { code: RejectCode::WrongChain.as_u16() });
+    client.close().await;
+    cluster.stop_all();
+    for (chain, receipts) in acks {
+        for id in 1..=3u64 {
+            let s =
+                elchain_shard::Store::open(&cluster.nodes[&id].data.join(format!("chain-{chain}/chain.redb"))).unwrap();
+            assert_eq!(s.chain(), ChainId(chain));
+            for r in &receipts {
+                let ReceiptStatus::Committed { height, index, .. } = r.status else { unreachable!() };
+                assert_eq!(
+                    s.tx_location(&elchain_types::ids::TxId(r.tx_id)).unwrap(),
+                    Some((height, index)),
+                    "node {id} chain {chain}"
+                );
+            }
+        }
+    }
+}
