@@ -13,7 +13,7 @@ use elchain_types::block::{Block, BlockHeader, Checkpoint, InclusionProof};
 use elchain_types::codec::{Decode, Encode};
 use elchain_types::contract::Consortium;
 use elchain_types::ids::{ChainId, HolderId, LicenceId, Timestamp, TxId};
-use redb::{Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 
 use crate::exec::{genesis_header, Executed};
 use crate::state::{Key, StateView, Table};
@@ -200,7 +200,13 @@ impl Store {
 
     /// A consistent read view of the state as of the last commit.
     pub fn view(&self) -> Result<StoreView, StoreError> {
-        Ok(StoreView { txn: self.db.begin_read()? })
+        let txn = self.db.begin_read()?;
+        // Open every state table once: executing a block reads thousands of keys.
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for t in Table::ALL {
+            tables.push(txn.open_table(state_table(t))?);
+        }
+        Ok(StoreView { tables })
     }
 
     /// Commit an executed block: block, tx index, state changes and tip, in one durable write.
@@ -524,18 +530,19 @@ impl Dump {
 
 /// A read transaction over the state, usable by the executor.
 pub struct StoreView {
-    txn: ReadTransaction,
+    /// The state tables, in [`Table::ALL`] order, all of one read transaction.
+    tables: Vec<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
 }
 
 impl StateView for StoreView {
     fn get(&self, key: &Key) -> Option<Vec<u8>> {
         // A failing read of committed state is an I/O fault the replica cannot reason past.
-        let t = self.txn.open_table(state_table(key.table())).expect("state table opens");
+        let t = &self.tables[key.table() as usize];
         t.get(&key.bytes()[..]).expect("state read").map(|v| v.value().to_vec())
     }
 
     fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
-        let t = self.txn.open_table(state_table(Table::ReplayExpiry)).expect("state table opens");
+        let t = &self.tables[Table::ReplayExpiry as usize];
         let hi = now.0.to_be_bytes();
         t.range(..&hi[..])
             .expect("state read")
