@@ -1,5 +1,15 @@
 //! Route elchain requests to the chain that owns them.
 //!
-//! Not built yet: the shard map, leader tracking, the REST API and the authorisation service will
-//! live here. Until then a licence's chain is read from its id with
-//! [`elchain_types::LicenceId::chain`].
+//! Today this crate holds placement: the versioned shard map and the pure function from
+//! (licence type, holder) to chain, plus the rule that an existing licence's chain is named in its
+//! id. The router service (leader tracking, REST API with OpenAPI, the authorisation service) is
+//! not built yet.
+//!
+//! ```text
+//!  new licence:      (licence type, holder id) ──ShardMap::place──► chain
+//!  later operations: licence id ──licence_chain──► chain (no lookup, survives scale-out)
+//! ```
+
+pub mod placement;
+
+pub use placement::{ShardMap, DEFAULT_BUCKETS};
