@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command.
 
+mod admin;
 mod bench;
 mod ca;
 mod dev;
@@ -39,6 +40,8 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Look at a chain's replicas and add or remove replicas.
+    Admin(admin::Args),
     /// Measure committed throughput, latency and CPU per transaction on a local cluster.
     Bench(bench::Args),
     /// Run the consortium certificate authority: root, member and node certificates, revocation.
@@ -56,6 +59,7 @@ enum Command {
 /// Run the chosen command; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Admin(a) => admin::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Ca(a) => ca::run(a),
         Command::Dev(a) => dev::run(a),

@@ -291,6 +291,30 @@ async fn one_process_serves_replicas_of_several_chains() {
     let stray = w.batch(1, now()).remove(0).to_bytes();
     let refused = client.submit(2, vec![stray], DEADLINE).await.unwrap();
     assert_eq!(refused[0].status, ReceiptStatus::Rejected { code: RejectCode::WrongChain.as_u16() });
+
+    // Operators see the same through the admin command.
+    let certs = cluster.dir.path().join("certs");
+    let mut args: Vec<String> = vec![
+        "admin".into(),
+        "--ca-cert".into(),
+        cluster.dir.path().join("ca/ca.pem").display().to_string(),
+        "--cert".into(),
+        certs.join("node-900.pem").display().to_string(),
+        "--key".into(),
+        certs.join("node-900.key").display().to_string(),
+        "--chain".into(),
+        "2".into(),
+    ];
+    for n in cluster.nodes.values() {
+        args.push("--node".into());
+        args.push(format!("{}={}", n.id, n.public));
+    }
+    args.push("status".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = elchain_tests::elchain(&argv);
+    let text = elchain_tests::stdout(&out);
+    assert!(out.status.success(), "{text}{}", elchain_tests::stderr(&out));
+    assert_eq!(text.matches("chain 2 leader").count(), 3, "{text}");
     client.close().await;
     cluster.stop_all();
     for (chain, receipts) in acks {
