@@ -132,6 +132,12 @@ impl Cluster {
 
     /// [`Cluster::start`] in a given directory.
     pub fn start_in(bin: PathBuf, dir: ClusterDir, n: u64, settings: Settings) -> Cluster {
+        // Node configs name files by absolute path: a relative one would be read relative to the
+        // config file's own directory.
+        let dir = match dir {
+            ClusterDir::Kept(p) => ClusterDir::Kept(std::path::absolute(&p).unwrap_or(p)),
+            t => t,
+        };
         let ca_dir = dir.path().join("ca");
         ca::init(&ca_dir, "local consortium").expect("ca init");
         let mut cluster = Cluster { dir, bin, nodes: BTreeMap::new(), relays: BTreeMap::new(), settings };
@@ -149,6 +155,7 @@ impl Cluster {
     /// Start the nodes of a cluster created earlier in `dir` (without relays), from their
     /// config files, with their data as they left it.
     pub fn resume(bin: PathBuf, dir: PathBuf, settings: Settings) -> Result<Cluster, String> {
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         let mut nodes = BTreeMap::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for entry in entries.flatten() {
@@ -296,29 +303,43 @@ allow_raw_propose = {raw}
         }
     }
 
-    /// Stop node `id` with SIGTERM and wait for it to exit cleanly.
-    pub fn stop(&mut self, id: u64) {
-        if let Some(mut c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            for _ in 0..100 {
-                if let Ok(Some(status)) = c.try_wait() {
-                    assert!(status.success(), "node {id} exited with {status}; log:\n{}", self.log(id));
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+    /// Stop node `id` with SIGTERM and wait for it to exit; an error (with the node's log)
+    /// when it had already failed or does not stop cleanly within 10 s.
+    pub fn try_stop(&mut self, id: u64) -> Result<(), String> {
+        let Some(mut c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) else { return Ok(()) };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("node {id} exited with {status}; its log:\n{}", self.log(id)))
+                };
             }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("node {id} did not stop within 10 s; log:\n{}", self.log(id));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        Err(format!("node {id} did not stop within 10 s; its log:\n{}", self.log(id)))
+    }
+
+    /// Stop node `id`, panicking unless it stops cleanly (for tests).
+    pub fn stop(&mut self, id: u64) {
+        if let Err(e) = self.try_stop(id) {
+            panic!("{e}");
         }
     }
 
-    /// Stop every node.
-    pub fn stop_all(&mut self) {
+    /// Stop every node; the errors of those that did not stop cleanly.
+    pub fn try_stop_all(&mut self) -> Vec<String> {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
-            self.stop(id);
-        }
+        ids.into_iter().filter_map(|id| self.try_stop(id).err()).collect()
+    }
+
+    /// Stop every node, panicking unless all stop cleanly (for tests).
+    pub fn stop_all(&mut self) {
+        let errors = self.try_stop_all();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
     }
 
     /// The process id of node `id`, while it runs.

@@ -220,7 +220,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             mode: "closed loop",
         })
     })?;
-    cluster.stop_all();
+    for e in cluster.try_stop_all() {
+        eprintln!("{e}");
+    }
     println!(
         "{} replica(s), 1 chain, {} clients x batches of {}, blocks of up to {}: {:.0} committed tx/s over {:.1} s",
         report.replicas, report.clients, report.batch, report.block_size, report.tps, report.seconds

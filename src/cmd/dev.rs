@@ -181,8 +181,12 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     });
     println!("stopping the cluster…");
-    cluster.stop_all();
+    let errors = cluster.try_stop_all();
+    for e in &errors {
+        eprintln!("{e}");
+    }
     outcome?;
+    anyhow::ensure!(errors.is_empty(), "{} node(s) did not stop cleanly (see above)", errors.len());
     println!("stopped; check the stored chains with: elchain verify {}", args.data_dir.display());
     Ok(ExitCode::SUCCESS)
 }

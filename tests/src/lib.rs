@@ -32,6 +32,11 @@ pub fn elchain(args: &[&str]) -> Output {
     Command::new(elchain_bin()).args(args).env("NO_COLOR", "1").output().expect("elchain runs")
 }
 
+/// Run `elchain` with `args` in directory `dir` (relative paths resolve there).
+pub fn elchain_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(elchain_bin()).args(args).current_dir(dir).env("NO_COLOR", "1").output().expect("elchain runs")
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -1,7 +1,7 @@
 //! The `elchain` binary end to end: run a local chain, audit it, tamper with it on disk.
 
 use elchain_shard::Store;
-use elchain_tests::{elchain, stderr, stdout};
+use elchain_tests::{elchain, elchain_in, stderr, stdout};
 use elchain_types::codec::Encode;
 
 fn run_dev(dir: &std::path::Path, blocks: &str) {
@@ -50,16 +50,16 @@ fn verify_passes_on_an_untouched_store_and_names_a_tampered_block() {
 
 #[test]
 fn dev_runs_a_replicated_cluster_that_resumes_and_verifies() {
+    // As a newcomer runs it: a relative data directory under the current directory.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap();
+    let data_s = "elchain-data";
     for round in 0..2 {
-        let out = elchain(&["dev", "--data-dir", data_s, "--txs", "300", "--batch", "100", "--exit"]);
+        let out = elchain_in(dir.path(), &["dev", "--data-dir", data_s, "--txs", "300", "--batch", "100", "--exit"]);
         assert!(out.status.success(), "round {round}: {}{}", stdout(&out), stderr(&out));
         assert!(stdout(&out).contains("committed 300 transactions"), "{}", stdout(&out));
         assert!(stdout(&out).contains(if round == 0 { "started 3 replica(s)" } else { "resumed 3 replica(s)" }));
     }
-    let ok = elchain(&["verify", "--quiet", data_s]);
+    let ok = elchain_in(dir.path(), &["verify", "--quiet", data_s]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let text = stdout(&ok);
     assert_eq!(text.matches("OK:").count(), 3, "one chain store per replica: {text}");
