@@ -17,6 +17,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Also re-execute every block from genesis (verifying every signature again) and check
+    /// that the recorded outcomes and state roots follow from the transactions. Slower.
+    #[arg(long)]
+    replay: bool,
 }
 
 /// Exit code when a chain fails the audit.
@@ -45,7 +49,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("chain {}", store.chain()));
-        let report = audit(&store, |h| bar.set_position(h))?;
+        let mut report = audit(&store, |h| bar.set_position(h))?;
+        if args.replay && report.first_bad.is_none() {
+            bar.set_position(0);
+            bar.set_message(format!("chain {} replay", store.chain()));
+            report.first_bad = elchain_shard::store::audit::replay(&store, |h| bar.set_position(h))?;
+        }
         bar.finish_and_clear();
         match &report.first_bad {
             None => println!(

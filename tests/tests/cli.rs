@@ -59,7 +59,7 @@ fn dev_runs_a_replicated_cluster_that_resumes_and_verifies() {
         assert!(stdout(&out).contains("committed 300 transactions"), "{}", stdout(&out));
         assert!(stdout(&out).contains(if round == 0 { "started 3 replica(s)" } else { "resumed 3 replica(s)" }));
     }
-    let ok = elchain_in(dir.path(), &["verify", "--quiet", data_s]);
+    let ok = elchain_in(dir.path(), &["verify", "--quiet", "--replay", data_s]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let text = stdout(&ok);
     assert_eq!(text.matches("OK:").count(), 3, "one chain store per replica: {text}");

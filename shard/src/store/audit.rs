@@ -161,3 +161,51 @@ fn check_block(block: &Block, prev: &BlockHeader, height: u64) -> Option<String>
     }
     None
 }
+
+/// Re-execute every block from genesis in memory (verifying every signature again) and check
+/// that each stored header is exactly the one execution produces: outcomes, transaction root,
+/// state root and links. This is what no re-hashing can show: that the recorded verdicts and
+/// state follow from the transactions. Calls `progress(height)` after each block.
+pub fn replay(store: &Store, mut progress: impl FnMut(u64)) -> Result<Option<Finding>, StoreError> {
+    let consortium = store.consortium()?;
+    let chain = store.chain();
+    let verifier = crate::verifier::Verifier::new(chain, 0, crate::verifier::DEFAULT_BATCH);
+    let executor = crate::exec::Executor::new(&consortium, chain);
+    let mut state = crate::state::MemState::default();
+    let mut prev = store.genesis()?;
+    if prev != crate::exec::genesis_header(chain, &consortium, prev.time) {
+        return Ok(Some(Finding { height: 0, problem: "genesis header does not match the stored consortium".into() }));
+    }
+    let tip = store.tip()?;
+    for height in 1..=tip.height {
+        let Some(block) = store.block(height)? else {
+            return Ok(Some(Finding { height, problem: "block is missing".into() }));
+        };
+        let pos = crate::exec::LogPosition { term: block.header.raft_term, index: block.header.raft_index };
+        let executed = executor.execute(&state, &prev, block.header.time, pos, verifier.check(block.txs.clone()));
+        if executed.block.outcomes != block.outcomes {
+            let i = executed.block.outcomes.iter().zip(&block.outcomes).position(|(a, b)| a != b).unwrap_or(0);
+            return Ok(Some(Finding {
+                height,
+                problem: format!(
+                    "transaction {i} re-executes to {:?}, the block records {:?}",
+                    executed.block.outcomes.get(i),
+                    block.outcomes.get(i)
+                ),
+            }));
+        }
+        if executed.block.header != block.header {
+            return Ok(Some(Finding {
+                height,
+                problem: format!(
+                    "re-execution gives state root {}, the header records {}",
+                    executed.block.header.state_root, block.header.state_root
+                ),
+            }));
+        }
+        state.apply(&executed.writes);
+        prev = block.header;
+        progress(height);
+    }
+    Ok(None)
+}
