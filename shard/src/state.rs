@@ -10,7 +10,8 @@ use std::ops::Bound;
 use elchain_types::codec::{CodecError, Decode, Encode, Reader, Writer};
 use elchain_types::crypto::SealedField;
 use elchain_types::ids::{GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
-use elchain_types::tx::limits::{MAX_ENVELOPE, MAX_FIELD_CIPHERTEXT};
+use elchain_types::tx::limits::MAX_ENVELOPE;
+use elchain_types::tx::{get_fields, put_fields};
 
 /// The tables of the ledger state. The names are part of the storage schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -388,12 +389,7 @@ impl Encode for LicenceRecord {
         w.put(&self.issued_at);
         w.put(&self.updated_at);
         w.put(&self.last_tx);
-        w.u32(self.fields.len() as u32);
-        for f in &self.fields {
-            w.u16(f.index);
-            w.raw(&f.commitment);
-            w.bytes(&f.ciphertext);
-        }
+        put_fields(w, &self.fields);
         w.bytes(&self.holder_envelope);
     }
 }
@@ -411,15 +407,7 @@ impl Decode for LicenceRecord {
             tag => return Err(CodecError::UnknownTag { what: "status", tag }),
         };
         let (valid_from, valid_to, issued_at, updated_at, last_tx) = (r.get()?, r.get()?, r.get()?, r.get()?, r.get()?);
-        let n = r.len("fields", 64)?;
-        let mut fields = Vec::with_capacity(n);
-        for _ in 0..n {
-            fields.push(SealedField {
-                index: r.u16("index")?,
-                commitment: r.array("commitment")?,
-                ciphertext: r.bytes("ciphertext", MAX_FIELD_CIPHERTEXT)?.to_vec(),
-            });
-        }
+        let fields = get_fields(r)?;
         let holder_envelope = r.bytes("holder envelope", MAX_ENVELOPE)?.to_vec();
         Ok(LicenceRecord {
             licence_type,

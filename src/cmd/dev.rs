@@ -113,13 +113,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         let metrics = n.metrics.map(|m| format!("  metrics http://{m}/metrics")).unwrap_or_default();
         println!("  node {}: quic {}{metrics}  log {}", n.id, n.listen, n.log.display());
     }
-    println!(
-        "  consortium '{}': {} members, {} licence types, {} service items (development keys)",
-        consortium.name,
-        consortium.members.len(),
-        consortium.licence_types.len(),
-        consortium.items.len()
-    );
+    print_consortium(&consortium);
     let replicas = cluster.nodes.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
@@ -191,6 +185,16 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_consortium(consortium: &elchain_types::Consortium) {
+    println!(
+        "  consortium '{}': {} members, {} licence types, {} service items (development keys)",
+        consortium.name,
+        consortium.members.len(),
+        consortium.licence_types.len(),
+        consortium.items.len()
+    );
+}
+
 fn run_in_process(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let chain = ChainId(args.chain);
@@ -212,13 +216,7 @@ fn run_in_process(args: Args) -> anyhow::Result<ExitCode> {
     };
     let start_height = ledger.tip()?.height;
     println!("elchain dev: chain {} in {} (starting at height {start_height})", chain, path.display());
-    println!(
-        "  consortium '{}': {} members, {} licence types, {} service items (development keys)",
-        consortium.name,
-        consortium.members.len(),
-        consortium.licence_types.len(),
-        consortium.items.len()
-    );
+    print_consortium(&consortium);
     println!(
         "  load: {} blocks x {} transactions over {} holders, seed {}",
         args.blocks, args.block_size, args.population, args.seed

@@ -347,7 +347,8 @@ impl Decode for TxBody {
     }
 }
 
-fn put_fields(w: &mut Writer, fields: &[SealedField]) {
+/// Write a list of sealed fields (count, then index ‖ commitment ‖ ciphertext each).
+pub fn put_fields(w: &mut Writer, fields: &[SealedField]) {
     w.u32(fields.len() as u32);
     for f in fields {
         w.u16(f.index);
@@ -356,7 +357,8 @@ fn put_fields(w: &mut Writer, fields: &[SealedField]) {
     }
 }
 
-fn get_fields(r: &mut Reader<'_>) -> Result<Vec<SealedField>, CodecError> {
+/// Read a list of sealed fields, refusing indices that do not strictly ascend below 64.
+pub fn get_fields(r: &mut Reader<'_>) -> Result<Vec<SealedField>, CodecError> {
     let n = r.len("fields", MAX_FIELDS)?;
     let mut out: Vec<SealedField> = Vec::with_capacity(n);
     for _ in 0..n {
