@@ -117,6 +117,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     let replicas = cluster.nodes.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
+        let mut signals = super::node::Signals::install()?;
         let client = cluster.client().await;
         let leader = client.wait_leader(CHAIN, Duration::from_secs(30)).await?;
         let start_height = client.status(leader, CHAIN).await.map_err(anyhow::Error::msg)?.height;
@@ -154,7 +155,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         };
         let sent = tokio::select! {
             r = load => Some(r?),
-            _ = super::node::wait_for_signal() => None,
+            _ = signals.recv() => None,
         };
         bar.finish_and_clear();
         if let Some(sent) = sent {
@@ -168,7 +169,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
             println!("  tip: height {} hash {}", status.height, elchain_types::ids::Hash32(status.tip_hash));
             if !args.exit {
                 println!("serving; press Ctrl-C to stop (then: elchain verify {})", args.data_dir.display());
-                super::node::wait_for_signal().await;
+                signals.recv().await;
             }
         }
         client.close().await;
