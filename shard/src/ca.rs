@@ -465,6 +465,11 @@ pub fn renew_crl(ca_dir: &Path) -> Result<CrlUpdate, CaError> {
     ca.resign_crl(state)
 }
 
+/// The DER bytes of the first certificate in `cert_pem`.
+pub fn certificate_der(cert_pem: &[u8]) -> Result<Vec<u8>, CaError> {
+    pem_der(cert_pem, "the certificate")
+}
+
 /// The serial of the first certificate in `cert_pem`, big-endian without leading zeros.
 pub fn read_serial(cert_pem: &[u8]) -> Result<Vec<u8>, CaError> {
     let der = pem_der(cert_pem, "the certificate")?;

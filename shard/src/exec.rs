@@ -9,6 +9,11 @@
 //!
 //! No clock, file, socket or randomness is touched here: time arrives as the block time, state as
 //! a read view. The same inputs give the same block and writes on every replica and in every run.
+//!
+//! The meta chain (chain 0) runs this same executor but takes governance transactions only, and a
+//! licence chain takes everything but governance. On the meta chain the consortium that governs is
+//! the genesis one until a governance transaction changes it; from then on it is the one stored
+//! under [`GovKey::Consortium`], so it survives restarts and travels in snapshots.
 
 use elchain_types::block::{Block, BlockHeader};
 use elchain_types::codec::Encode;
@@ -16,10 +21,11 @@ use elchain_types::contract::{Consortium, LicenceType};
 use elchain_types::crypto::{domain, hash, PublicKey, SealedField};
 use elchain_types::ids::{ChainId, GrantId, Hash32, LicenceId, MemberId, Timestamp};
 use elchain_types::reason::{Outcome, RejectCode};
-use elchain_types::tx::{limits, Payload, SignedTx};
+use elchain_types::tx::{is_param_name, limits, Govern, Payload, SignedTx, ADMIN_K_PARAM};
 
 use crate::state::{
-    Attestation, GrantRecord, Key, LicenceRecord, LicenceStatus, Overlay, StateReads, StateView, TraceRecord, Writes,
+    encode_chains, encode_params, encode_serials, Attestation, GovKey, GrantRecord, Key, LicenceRecord, LicenceStatus,
+    Overlay, StateReads, StateView, TraceRecord, Writes,
 };
 use crate::verifier::CheckedTx;
 
@@ -194,6 +200,9 @@ impl<'c> Executor<'c> {
     ) -> Result<(), RejectCode> {
         let c = self.consortium;
         match &tx.body().payload {
+            Payload::Govern(g) if self.chain.is_meta() => govern(state, self.consortium, tx, g, out),
+            Payload::Govern(_) => Err(RejectCode::MetaChainOnly),
+            _ if self.chain.is_meta() => Err(RejectCode::NotOnMetaChain),
             Payload::Issue(p) => {
                 let ty = c
                     .licence_type(p.licence_type)
@@ -411,6 +420,116 @@ impl<'c> Executor<'c> {
         }
         Ok(issuer)
     }
+}
+
+/// Check a governance action against the meta chain's state and, when it is valid, push its
+/// changes to `out`. `genesis` governs until a governance transaction stores its successor.
+fn govern<V: StateView + ?Sized>(
+    state: &V,
+    genesis: &Consortium,
+    tx: &SignedTx,
+    action: &Govern,
+    out: &mut Vec<(Key, Option<Vec<u8>>)>,
+) -> Result<(), RejectCode> {
+    let governed = state.governed_consortium();
+    let c = governed.as_ref().unwrap_or(genesis);
+    admin_quorum(c, tx)?;
+    let invalid = RejectCode::InvalidGovernance;
+    let rebuilt = |members, licence_types| {
+        Consortium::new(c.name.clone(), members, licence_types, c.items.clone())
+            .and_then(|n| n.with_admin_k(c.admin_k))
+            .map_err(|_| invalid)
+    };
+    let (key, value) = match action {
+        Govern::ShardMap(map) => {
+            let expected = state.shard_map().map_or(Some(1), |m| m.version.checked_add(1));
+            if Some(map.version) != expected {
+                return Err(RejectCode::StaleVersion);
+            }
+            map.validate().map_err(|_| invalid)?;
+            let chains = state.chains();
+            if !map.chains().iter().all(|id| chains.binary_search_by_key(id, |c| c.id).is_ok()) {
+                return Err(invalid);
+            }
+            (GovKey::ShardMap, map.to_bytes())
+        }
+        Govern::Chain(info) => {
+            info.check().map_err(|_| invalid)?;
+            let mut chains = state.chains();
+            match chains.binary_search_by_key(&info.id, |c| c.id) {
+                Ok(i) => chains[i] = info.clone(),
+                Err(i) => chains.insert(i, info.clone()),
+            }
+            (GovKey::Chains, encode_chains(&chains))
+        }
+        Govern::Member(m) => {
+            let mut members = c.members.clone();
+            match (m.id.0 as usize).checked_sub(1) {
+                Some(i) if i < members.len() => members[i] = m.clone(),
+                Some(i) if i == members.len() => members.push(m.clone()),
+                _ => return Err(invalid),
+            }
+            (GovKey::Consortium, rebuilt(members, c.licence_types.clone())?.to_bytes())
+        }
+        Govern::LicenceType(t) => {
+            let mut types = c.licence_types.clone();
+            match (t.id.0 as usize).checked_sub(1) {
+                Some(i) if i < types.len() => {
+                    // A new version of a contract keeps its stable code.
+                    if t.code != types[i].code {
+                        return Err(invalid);
+                    }
+                    if t.version <= types[i].version {
+                        return Err(RejectCode::StaleVersion);
+                    }
+                    types[i] = t.clone();
+                }
+                Some(i) if i == types.len() => types.push(t.clone()),
+                _ => return Err(invalid),
+            }
+            (GovKey::Consortium, rebuilt(c.members.clone(), types)?.to_bytes())
+        }
+        Govern::Param { name, .. } if !is_param_name(name) => return Err(invalid),
+        Govern::Param { name, value } if name == ADMIN_K_PARAM => {
+            let k = u16::try_from(*value).map_err(|_| invalid)?;
+            (GovKey::Consortium, c.clone().with_admin_k(k).map_err(|_| invalid)?.to_bytes())
+        }
+        Govern::Param { name, value } => {
+            let mut params = state.params();
+            match params.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+                Ok(i) => params[i].1 = *value,
+                Err(i) => params.insert(i, (name.clone(), *value)),
+            }
+            (GovKey::Params, encode_params(&params))
+        }
+        Govern::RevokeCertificate { serial, .. } => {
+            let mut revoked = state.revoked_certificates();
+            match revoked.binary_search(serial) {
+                Err(i) if !serial.is_empty() => revoked.insert(i, serial.clone()),
+                _ => return Err(invalid),
+            }
+            (GovKey::Revoked, encode_serials(&revoked))
+        }
+    };
+    out.push((Key::Governance(key), Some(value)));
+    Ok(())
+}
+
+/// At least `admin_k` distinct admin members signed. Counted by member: signatures by members
+/// that are not admins, by keys of no member, or a second one by the same member do not count.
+fn admin_quorum(c: &Consortium, tx: &SignedTx) -> Result<(), RejectCode> {
+    let mut admins: Vec<MemberId> = tx
+        .signatures()
+        .iter()
+        .filter_map(|s| c.member_by_key(&s.key))
+        .filter(|id| c.member(*id).is_some_and(|m| m.admin))
+        .collect();
+    admins.sort();
+    admins.dedup();
+    if admins.len() < c.admin_k.max(1) as usize {
+        return Err(RejectCode::AdminQuorum);
+    }
+    Ok(())
 }
 
 fn signed_by_holder(tx: &SignedTx, rec: &LicenceRecord) -> bool {

@@ -9,7 +9,8 @@ use elchain_types::crypto::{FieldKeys, Keypair};
 use elchain_types::ids::{ChainId, GrantId, Hash32, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp};
 use elchain_types::profile::{dev_member_keypair, Profile};
 use elchain_types::reason::{Outcome, RejectCode};
-use elchain_types::tx::{limits, Amend, Attest, Payload, Renew, RevokeGrant, SignedTx, StatusChange, TxBody};
+use elchain_types::shardmap::{ChainInfo, ReplicaInfo, Rule, ShardMap, DEFAULT_BUCKETS};
+use elchain_types::tx::{limits, Amend, Attest, Govern, Payload, Renew, RevokeGrant, SignedTx, StatusChange, TxBody};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -25,6 +26,7 @@ const ITEM: ItemId = ItemId(254);
 
 pub(crate) struct Fx {
     pub c: Consortium,
+    pub chain: ChainId,
     pub state: MemState,
     pub tip: BlockHeader,
     pub now: Timestamp,
@@ -34,9 +36,19 @@ pub(crate) struct Fx {
 
 impl Fx {
     pub fn new(seed: u64) -> Self {
+        Self::on(CHAIN, seed)
+    }
+
+    /// A fixture for the meta chain.
+    pub fn meta(seed: u64) -> Self {
+        Self::on(ChainId::META, seed)
+    }
+
+    fn on(chain: ChainId, seed: u64) -> Self {
         let c = Profile::sample().into_dev_consortium().unwrap();
-        let tip = genesis_header(CHAIN, &c, Timestamp(T0));
-        Fx { c, state: MemState::default(), tip, now: Timestamp(T0), rng: StdRng::seed_from_u64(seed), nonce: 0 }
+        let tip = genesis_header(chain, &c, Timestamp(T0));
+        let rng = StdRng::seed_from_u64(seed);
+        Fx { c, chain, state: MemState::default(), tip, now: Timestamp(T0), rng, nonce: 0 }
     }
 
     fn ty(&self, code: &str) -> LicenceType {
@@ -49,14 +61,19 @@ impl Fx {
 
     fn ctx(&mut self) -> TxContext {
         self.nonce += 1;
-        TxContext { chain: CHAIN, nonce: self.nonce, valid_until: self.now.plus_ms(60_000) }
+        TxContext { chain: self.chain, nonce: self.nonce, valid_until: self.now.plus_ms(60_000) }
     }
 
     /// Run raw entries as one block; the clock moves on by one second.
     pub fn run_raw(&mut self, raws: Vec<Vec<u8>>) -> Vec<Outcome> {
-        let checked = check_chunk(CHAIN, raws);
-        let ex =
-            Executor::new(&self.c, CHAIN).execute(&self.state, &self.tip, self.now, LogPosition::default(), checked);
+        let checked = check_chunk(self.chain, raws);
+        let ex = Executor::new(&self.c, self.chain).execute(
+            &self.state,
+            &self.tip,
+            self.now,
+            LogPosition::default(),
+            checked,
+        );
         self.state.apply(&ex.writes);
         self.tip = ex.block.header;
         self.now = self.now.plus_ms(1000);
@@ -174,6 +191,34 @@ impl Fx {
         let ctx = self.ctx();
         TxBody { chain: ctx.chain, nonce: ctx.nonce, valid_until: ctx.valid_until, payload }
     }
+
+    /// Development keys of the genesis consortium's first `n` admins.
+    fn admin_keys(&self, n: usize) -> Vec<Keypair> {
+        self.c.admins().take(n).map(|m| dev_member_keypair(&m.code)).collect()
+    }
+
+    /// A governance transaction signed by `signers`, in order.
+    fn gov(&mut self, action: Govern, signers: &[Keypair]) -> SignedTx {
+        let ctx = self.ctx();
+        signers.iter().fold(client::govern(ctx, action).seal(), |tx, k| tx.sign(k)).done()
+    }
+
+    /// Run `action` signed by exactly `admin_k` genesis admins.
+    fn govern(&mut self, action: Govern) -> Outcome {
+        let keys = self.admin_keys(self.c.admin_k as usize);
+        let tx = self.gov(action, &keys);
+        self.run1(&tx)
+    }
+
+    /// The consortium that governs the meta chain now.
+    fn current(&self) -> Consortium {
+        self.state.governed_consortium().unwrap_or_else(|| self.c.clone())
+    }
+}
+
+fn chain_info(id: u32, nodes: &[u64]) -> ChainInfo {
+    let replicas = nodes.iter().map(|n| ReplicaInfo { node: *n, addr: format!("10.0.{id}.{n}:7000") }).collect();
+    ChainInfo { id: ChainId(id), replicas }
 }
 
 fn person(n: u32) -> Keypair {
@@ -630,6 +675,273 @@ fn attesting_a_digest_twice_is_refused_and_outsiders_cannot_attest() {
     fx.expect(&body.seal().sign(&dev_member_keypair("archives")).done(), RejectCode::AttestationExists);
     let body = fx.body(Payload::Attest(Attest { digest: Hash32([2; 32]), kind: 1 }));
     fx.expect(&body.seal().sign(&person(1)).done(), RejectCode::UnknownMember);
+}
+
+// ---- the meta chain and governance ----
+
+#[test]
+fn governance_registers_chains_and_scales_out_the_shard_map() {
+    let mut fx = Fx::meta(1);
+    assert_eq!(fx.c.admin_k, 3);
+    // Registered out of order; the directory is kept by chain id.
+    assert_eq!(fx.govern(Govern::Chain(chain_info(2, &[4, 5, 6]))), Outcome::Valid);
+    assert_eq!(fx.govern(Govern::Chain(chain_info(1, &[1, 2, 3]))), Outcome::Valid);
+    assert_eq!(fx.state.chains(), [chain_info(1, &[1, 2, 3]), chain_info(2, &[4, 5, 6])]);
+    let v1 = ShardMap::even(&[ChainId(1), ChainId(2)], DEFAULT_BUCKETS).unwrap();
+    assert_eq!(fx.govern(Govern::ShardMap(v1.clone())), Outcome::Valid);
+    assert_eq!(fx.state.shard_map(), Some(v1.clone()));
+    // Scale out: register chain 3, then hand it a quarter of the buckets.
+    assert_eq!(fx.govern(Govern::Chain(chain_info(3, &[7, 8, 9]))), Outcome::Valid);
+    let v2 = v1.reassign(None, 0..DEFAULT_BUCKETS / 4, ChainId(3)).unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(fx.govern(Govern::ShardMap(v2.clone())), Outcome::Valid);
+    assert_eq!(fx.state.shard_map(), Some(v2));
+    // Replacing a chain's replicas keeps one entry per chain; the meta chain may describe itself.
+    assert_eq!(fx.govern(Govern::Chain(chain_info(2, &[4, 10]))), Outcome::Valid);
+    assert_eq!(fx.govern(Govern::Chain(chain_info(0, &[1, 4, 7]))), Outcome::Valid);
+    let ids: Vec<u32> = fx.state.chains().iter().map(|c| c.id.0).collect();
+    assert_eq!(ids, [0, 1, 2, 3]);
+    assert_eq!(fx.state.chains()[2], chain_info(2, &[4, 10]));
+    // None of this touched the consortium: the genesis one still governs.
+    assert_eq!(fx.state.governed_consortium(), None);
+    // A chain with no replica or an address that is not ip:port is refused.
+    fx.govern(Govern::Chain(ChainInfo { id: ChainId(4), replicas: vec![] }));
+    let mut bad = chain_info(4, &[1]);
+    bad.replicas[0].addr = "n1.elchain:7000".into();
+    let tx = fx.gov(Govern::Chain(bad), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    assert_eq!(fx.state.chains().len(), 4);
+}
+
+#[test]
+fn governance_on_a_licence_chain_is_refused() {
+    let mut fx = Fx::new(1);
+    let tx = fx.gov(Govern::Chain(chain_info(1, &[1])), &fx.admin_keys(5));
+    fx.expect(&tx, RejectCode::MetaChainOnly);
+    assert!(fx.state.chains().is_empty());
+}
+
+#[test]
+fn licence_transactions_on_the_meta_chain_are_refused() {
+    let mut fx = Fx::meta(1);
+    let d = fx.draft("resident_id_card", &person(1));
+    fx.expect(&fx.sign_as_issuer("resident_id_card", d.body), RejectCode::NotOnMetaChain);
+    let body = fx.body(Payload::Attest(Attest { digest: Hash32([1; 32]), kind: 1 }));
+    fx.expect(&body.seal().sign(&dev_member_keypair("justice")).done(), RejectCode::NotOnMetaChain);
+    let u = fx.use_tx(GrantId([4; 32]), 1, "education");
+    fx.expect(&u, RejectCode::NotOnMetaChain);
+    assert_eq!(fx.state.len(), 0, "nothing was written, not even a replay entry");
+}
+
+#[test]
+fn admin_quorum_counts_distinct_admin_members_only() {
+    let mut fx = Fx::meta(1);
+    let action = Govern::Param { name: "max_block_txs".into(), value: 5000 };
+    let admins = fx.admin_keys(5);
+    // Two admins and three members that are not admins, plus a holder: two of three.
+    let mut signers = admins[..2].to_vec();
+    signers.extend(["education", "taxation", "archives"].map(dev_member_keypair));
+    signers.push(person(1));
+    let tx = fx.gov(action.clone(), &signers);
+    fx.expect(&tx, RejectCode::AdminQuorum);
+    // The same admin three times counts once. On the wire a key that signs twice does not even
+    // decode, so the count is checked on the transaction itself.
+    let body = fx.body(Payload::Govern(action.clone()));
+    let thrice = body.seal().sign(&admins[0]).sign(&admins[0]).sign(&admins[0]).done();
+    assert_eq!(admin_quorum(&fx.c, &thrice), Err(RejectCode::AdminQuorum));
+    assert_eq!(fx.run1(&thrice), Outcome::Invalid(RejectCode::Malformed));
+    let body = fx.body(Payload::Govern(action.clone()));
+    let twice_and_one = body.seal().sign(&admins[0]).sign(&admins[1]).sign(&admins[0]).done();
+    assert_eq!(admin_quorum(&fx.c, &twice_and_one), Err(RejectCode::AdminQuorum));
+    // Three distinct admins, in any order and among other signers, pass.
+    let signers = [dev_member_keypair("education"), admins[4].clone(), admins[2].clone(), admins[0].clone()];
+    let tx = fx.gov(action, &signers);
+    assert_eq!(fx.run1(&tx), Outcome::Valid);
+    assert_eq!(fx.state.param("max_block_txs"), Some(5000));
+}
+
+#[test]
+fn stale_shard_map_and_licence_type_versions_are_refused() {
+    let mut fx = Fx::meta(1);
+    for id in [1, 2] {
+        assert_eq!(fx.govern(Govern::Chain(chain_info(id, &[1]))), Outcome::Valid);
+    }
+    let mut v2 = ShardMap::even(&[ChainId(1), ChainId(2)], 64).unwrap();
+    v2.version = 2;
+    let tx = fx.gov(Govern::ShardMap(v2.clone()), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::StaleVersion); // the first map is version 1
+    v2.version = 1;
+    assert_eq!(fx.govern(Govern::ShardMap(v2.clone())), Outcome::Valid);
+    let tx = fx.gov(Govern::ShardMap(v2.clone()), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::StaleVersion); // version 1 again
+    v2.version = 3;
+    let tx = fx.gov(Govern::ShardMap(v2), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::StaleVersion); // skips 2
+    let mut ty = fx.ty("resident_id_card");
+    for version in [ty.version, ty.version - 1] {
+        ty.version = version;
+        let tx = fx.gov(Govern::LicenceType(ty.clone()), &fx.admin_keys(3));
+        fx.expect(&tx, RejectCode::StaleVersion);
+    }
+}
+
+#[test]
+fn shard_maps_that_do_not_validate_or_name_unregistered_chains_are_invalid() {
+    let mut fx = Fx::meta(1);
+    assert_eq!(fx.govern(Govern::Chain(chain_info(1, &[1]))), Outcome::Valid);
+    let unregistered = ShardMap::even(&[ChainId(1), ChainId(2)], 64).unwrap();
+    let tx = fx.gov(Govern::ShardMap(unregistered), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    let typed = ShardMap::even(&[ChainId(1)], 64).unwrap().reassign(Some(LicenceTypeId(2)), 0..8, ChainId(5)).unwrap();
+    let mut typed = typed;
+    typed.version = 1;
+    let tx = fx.gov(Govern::ShardMap(typed), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    let gap = ShardMap {
+        version: 1,
+        buckets: 64,
+        rules: vec![Rule { licence_type: None, buckets: 0..32, chain: ChainId(1) }],
+    };
+    let tx = fx.gov(Govern::ShardMap(gap), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    assert_eq!(fx.state.shard_map(), None);
+}
+
+#[test]
+fn a_rotated_admin_key_counts_for_the_quorum_and_the_old_one_does_not() {
+    let mut fx = Fx::meta(1);
+    let admins = fx.admin_keys(5);
+    let first = fx.c.admins().next().unwrap().clone();
+    let rotated = Keypair::dev("rotated admin key");
+    let member = elchain_types::contract::Member { signing_key: rotated.public(), ..first.clone() };
+    assert_eq!(fx.govern(Govern::Member(member.clone())), Outcome::Valid);
+    let now = fx.state.governed_consortium().expect("the consortium is stored once governance changes it");
+    assert_eq!(now.member(first.id), Some(&member));
+    assert_eq!(now.member_by_key(&rotated.public()), Some(first.id));
+    assert_eq!(now.member_by_key(&admins[0].public()), None);
+    let action = Govern::Param { name: "epoch".into(), value: 1 };
+    let old = fx.gov(action.clone(), &[admins[0].clone(), admins[1].clone(), admins[2].clone()]);
+    fx.expect(&old, RejectCode::AdminQuorum);
+    let new = fx.gov(action, &[rotated.clone(), admins[1].clone(), admins[2].clone()]);
+    assert_eq!(fx.run1(&new), Outcome::Valid);
+    // Rotation and use of the new key in one block: the second transaction sees the first.
+    let again = Keypair::dev("rotated twice");
+    let m2 = elchain_types::contract::Member { signing_key: again.public(), ..member };
+    let rotate = fx.gov(Govern::Member(m2), &[rotated, admins[1].clone(), admins[2].clone()]);
+    let use_it =
+        fx.gov(Govern::Param { name: "epoch".into(), value: 2 }, &[again, admins[3].clone(), admins[4].clone()]);
+    assert_eq!(fx.run(&[rotate, use_it]), vec![Outcome::Valid, Outcome::Valid]);
+    assert_eq!(fx.state.param("epoch"), Some(2));
+}
+
+#[test]
+fn members_are_added_in_order_and_must_keep_keys_distinct_and_enough_admins() {
+    let mut fx = Fx::meta(1);
+    let n = fx.c.members.len() as u16;
+    let base = fx.c.member(MemberId(1)).unwrap().clone();
+    let newcomer = |id: u16, seed: &str| elchain_types::contract::Member {
+        id: MemberId(id),
+        code: format!("newcomer-{id}"),
+        admin: false,
+        signing_key: Keypair::dev(seed).public(),
+        ..base.clone()
+    };
+    let skipping = fx.gov(Govern::Member(newcomer(n + 2, "n2")), &fx.admin_keys(3));
+    fx.expect(&skipping, RejectCode::InvalidGovernance);
+    let zero = fx.gov(Govern::Member(newcomer(0, "n0")), &fx.admin_keys(3));
+    fx.expect(&zero, RejectCode::InvalidGovernance);
+    assert_eq!(fx.govern(Govern::Member(newcomer(n + 1, "n1"))), Outcome::Valid);
+    assert_eq!(fx.current().members.len(), n as usize + 1);
+    // Another member's key.
+    let mut shared = newcomer(n + 2, "n2");
+    shared.signing_key = dev_member_keypair("education").public();
+    let tx = fx.gov(Govern::Member(shared), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    // Demoting admins until fewer than admin_k (3) remain is refused at the third.
+    let ids: Vec<MemberId> = fx.c.admins().map(|m| m.id).collect();
+    let signers = fx.admin_keys(3);
+    for (victim, expected) in
+        [(4, Outcome::Valid), (3, Outcome::Valid), (0, Outcome::Invalid(RejectCode::InvalidGovernance))]
+    {
+        let demoted =
+            elchain_types::contract::Member { admin: false, ..fx.current().member(ids[victim]).unwrap().clone() };
+        let tx = fx.gov(Govern::Member(demoted), &signers);
+        assert_eq!(fx.run1(&tx), expected, "demoting admin {victim}");
+    }
+    assert_eq!(fx.current().admins().count(), 3);
+}
+
+#[test]
+fn licence_types_are_added_or_versioned_upwards() {
+    let mut fx = Fx::meta(1);
+    let mut ty = fx.ty("resident_id_card");
+    ty.version += 1;
+    ty.max_validity_days = 3650;
+    assert_eq!(fx.govern(Govern::LicenceType(ty.clone())), Outcome::Valid);
+    assert_eq!(fx.current().licence_type(ty.id), Some(&ty));
+    // A new version keeps the contract's code.
+    let mut renamed = ty.clone();
+    renamed.version += 1;
+    renamed.code = "identity_card".into();
+    let tx = fx.gov(Govern::LicenceType(renamed), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    // A new type takes the next id; any other id, or a broken contract, is refused.
+    let n = fx.c.licence_types.len() as u16;
+    let fresh = elchain_types::contract::LicenceType {
+        id: LicenceTypeId(n + 1),
+        code: "fishing_permit".into(),
+        version: 1,
+        ..ty.clone()
+    };
+    let far = elchain_types::contract::LicenceType { id: LicenceTypeId(n + 2), ..fresh.clone() };
+    let tx = fx.gov(Govern::LicenceType(far), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    let no_issuer = elchain_types::contract::LicenceType { issuers: vec![MemberId(999)], ..fresh.clone() };
+    let tx = fx.gov(Govern::LicenceType(no_issuer), &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    assert_eq!(fx.govern(Govern::LicenceType(fresh.clone())), Outcome::Valid);
+    let current = fx.current();
+    assert_eq!(current.licence_types.len(), n as usize + 1);
+    assert_eq!(current.licence_type_by_code("fishing_permit"), Some(&fresh));
+    assert_eq!(current.admin_k, fx.c.admin_k, "the threshold is kept");
+}
+
+#[test]
+fn params_are_kept_sorted_and_admin_k_sets_the_threshold() {
+    let mut fx = Fx::meta(1);
+    for (name, value) in [("zeta", 1), ("alpha", 2), ("zeta", 3)] {
+        assert_eq!(fx.govern(Govern::Param { name: name.into(), value }), Outcome::Valid);
+    }
+    assert_eq!(fx.state.params(), [("alpha".to_string(), 2), ("zeta".to_string(), 3)]);
+    for bad in ["", "Alpha", "a-b", "a b"] {
+        let tx = fx.gov(Govern::Param { name: bad.into(), value: 1 }, &fx.admin_keys(3));
+        fx.expect(&tx, RejectCode::InvalidGovernance);
+    }
+    for k in [0, 6, 1 << 16] {
+        let tx = fx.gov(Govern::Param { name: "admin_k".into(), value: k }, &fx.admin_keys(3));
+        fx.expect(&tx, RejectCode::InvalidGovernance);
+    }
+    assert_eq!(fx.govern(Govern::Param { name: "admin_k".into(), value: 2 }), Outcome::Valid);
+    assert_eq!(fx.current().admin_k, 2);
+    assert_eq!(fx.state.param("admin_k"), None, "the threshold lives in the consortium");
+    let tx = fx.gov(Govern::Param { name: "beta".into(), value: 9 }, &fx.admin_keys(2));
+    assert_eq!(fx.run1(&tx), Outcome::Valid);
+    let tx = fx.gov(Govern::Param { name: "beta".into(), value: 10 }, &fx.admin_keys(1));
+    fx.expect(&tx, RejectCode::AdminQuorum);
+}
+
+#[test]
+fn revoking_a_certificate_twice_is_refused() {
+    let mut fx = Fx::meta(1);
+    for serial in [vec![9, 9], vec![1, 2, 3], vec![5]] {
+        assert_eq!(fx.govern(Govern::RevokeCertificate { serial, reason: 1 }), Outcome::Valid);
+    }
+    assert_eq!(fx.state.revoked_certificates(), [vec![1, 2, 3], vec![5], vec![9, 9]]);
+    let tx = fx.gov(Govern::RevokeCertificate { serial: vec![5], reason: 4 }, &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    let tx = fx.gov(Govern::RevokeCertificate { serial: vec![], reason: 1 }, &fx.admin_keys(3));
+    fx.expect(&tx, RejectCode::InvalidGovernance);
+    assert_eq!(fx.state.revoked_certificates().len(), 3);
 }
 
 #[test]

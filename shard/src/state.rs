@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use elchain_types::codec::{CodecError, Decode, Encode, Reader, Writer};
+use elchain_types::contract::Consortium;
 use elchain_types::crypto::SealedField;
 use elchain_types::ids::{GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
-use elchain_types::tx::limits::MAX_ENVELOPE;
+use elchain_types::shardmap::{ChainInfo, ShardMap};
+use elchain_types::tx::limits::{MAX_ENVELOPE, MAX_PARAM_NAME, MAX_SERIAL};
 use elchain_types::tx::{get_fields, put_fields};
 
 /// The tables of the ledger state. The names are part of the storage schema.
@@ -32,11 +34,14 @@ pub enum Table {
     ReplayExpiry,
     /// Document digest → [`Attestation`].
     Attestations,
+    /// [`GovKey`] → the meta chain's governance state (consortium, shard map, chain directory,
+    /// parameters, revoked certificates). Empty on licence chains.
+    Governance,
 }
 
 impl Table {
     /// Every table, in key order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Licences,
         Table::Grants,
         Table::Traces,
@@ -45,6 +50,7 @@ impl Table {
         Table::Replay,
         Table::ReplayExpiry,
         Table::Attestations,
+        Table::Governance,
     ];
 
     /// The table's stable name.
@@ -58,6 +64,7 @@ impl Table {
             Table::Replay => "replay",
             Table::ReplayExpiry => "replay_expiry",
             Table::Attestations => "attestations",
+            Table::Governance => "governance",
         }
     }
 }
@@ -81,6 +88,39 @@ pub enum Key {
     ReplayExpiry(Timestamp, TxId),
     /// An attested digest.
     Attestation(Hash32),
+    /// One entry of the meta chain's governance state.
+    Governance(GovKey),
+}
+
+/// The entries of the governance table; the key is the one-byte tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GovKey {
+    /// The current [`Consortium`], once governance changed it (until then, the genesis one).
+    Consortium = 0,
+    /// The current [`ShardMap`].
+    ShardMap = 1,
+    /// The chain directory: [`ChainInfo`] list by ascending id.
+    Chains = 2,
+    /// Parameters: `(name, value)` list by ascending name; see [`encode_params`].
+    Params = 3,
+    /// Serials of revoked certificates, ascending; see [`encode_serials`].
+    Revoked = 4,
+}
+
+impl GovKey {
+    /// Every entry, in key order.
+    pub const ALL: [GovKey; 5] =
+        [GovKey::Consortium, GovKey::ShardMap, GovKey::Chains, GovKey::Params, GovKey::Revoked];
+
+    /// The one-byte key.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+
+    /// The entry with this tag.
+    pub fn from_tag(tag: u8) -> Option<GovKey> {
+        GovKey::ALL.get(tag as usize).copied()
+    }
 }
 
 impl Key {
@@ -95,6 +135,7 @@ impl Key {
             Key::Replay(_) => Table::Replay,
             Key::ReplayExpiry(..) => Table::ReplayExpiry,
             Key::Attestation(_) => Table::Attestations,
+            Key::Governance(_) => Table::Governance,
         }
     }
 
@@ -119,6 +160,7 @@ impl Key {
                 b.extend_from_slice(&id.0);
             }
             Key::Attestation(d) => b.extend_from_slice(&d.0),
+            Key::Governance(g) => b.push(g.tag()),
         }
         b
     }
@@ -138,6 +180,7 @@ impl Key {
             (Table::Replay, 32) => Key::Replay(TxId(a32(bytes)?)),
             (Table::ReplayExpiry, 40) => Key::ReplayExpiry(Timestamp(u64be(&bytes[..8])?), TxId(a32(&bytes[8..])?)),
             (Table::Attestations, 32) => Key::Attestation(Hash32(a32(bytes)?)),
+            (Table::Governance, 1) => Key::Governance(GovKey::from_tag(bytes[0])?),
             _ => return None,
         })
     }
@@ -503,6 +546,71 @@ impl Decode for Attestation {
     }
 }
 
+/// Most entries of a stored governance list (bounded by the stored bytes in any case).
+const MAX_GOV_LIST: usize = 1 << 24;
+
+/// The value stored under [`GovKey::Params`]: `(name, value)` pairs, sorted by name.
+pub fn encode_params(params: &[(String, u64)]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(params.len() as u32);
+    for (name, value) in params {
+        w.bytes(name.as_bytes());
+        w.u64(*value);
+    }
+    w.into_bytes()
+}
+
+/// Read back [`encode_params`].
+pub fn decode_params(bytes: &[u8]) -> Result<Vec<(String, u64)>, CodecError> {
+    let mut r = Reader::new(bytes);
+    let n = r.len("params", MAX_GOV_LIST)?;
+    let mut out = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        let name = String::from_utf8(r.bytes("param name", MAX_PARAM_NAME)?.to_vec())
+            .map_err(|_| CodecError::NonCanonical { what: "param name", why: "not UTF-8" })?;
+        out.push((name, r.u64("param value")?));
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// The value stored under [`GovKey::Revoked`]: certificate serials, sorted.
+pub fn encode_serials(serials: &[Vec<u8>]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(serials.len() as u32);
+    for s in serials {
+        w.bytes(s);
+    }
+    w.into_bytes()
+}
+
+/// Read back [`encode_serials`].
+pub fn decode_serials(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+    let mut r = Reader::new(bytes);
+    let n = r.len("serials", MAX_GOV_LIST)?;
+    let mut out = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        out.push(r.bytes("certificate serial", MAX_SERIAL)?.to_vec());
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// The value stored under [`GovKey::Chains`]: the directory, sorted by chain id.
+pub fn encode_chains(chains: &[ChainInfo]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.seq(chains);
+    w.into_bytes()
+}
+
+/// Read back [`encode_chains`].
+pub fn decode_chains(bytes: &[u8]) -> Result<Vec<ChainInfo>, CodecError> {
+    let mut r = Reader::new(bytes);
+    let chains = r.seq("chains", MAX_GOV_LIST)?;
+    r.finish()?;
+    Ok(chains)
+}
+
 /// Typed reads over any view.
 pub trait StateReads: StateView {
     /// A licence.
@@ -529,6 +637,42 @@ pub trait StateReads: StateView {
     fn traces(&self, holder: &HolderId) -> Vec<TraceRecord> {
         (0..self.trace_count(holder)).filter_map(|n| self.trace(holder, n)).collect()
     }
+
+    /// The consortium as governance last set it on the meta chain; `None` while it is still the
+    /// genesis consortium (and on licence chains).
+    fn governed_consortium(&self) -> Option<Consortium> {
+        self.get(&Key::Governance(GovKey::Consortium))
+            .map(|b| Consortium::from_bytes(&b).expect("stored consortium decodes"))
+    }
+
+    /// The current shard map, once one is set.
+    fn shard_map(&self) -> Option<ShardMap> {
+        self.get(&Key::Governance(GovKey::ShardMap))
+            .map(|b| ShardMap::from_bytes(&b).expect("stored shard map decodes"))
+    }
+
+    /// The chain directory, by ascending chain id.
+    fn chains(&self) -> Vec<ChainInfo> {
+        self.get(&Key::Governance(GovKey::Chains))
+            .map_or_else(Vec::new, |b| decode_chains(&b).expect("stored chain directory decodes"))
+    }
+
+    /// Governance parameters, by ascending name.
+    fn params(&self) -> Vec<(String, u64)> {
+        self.get(&Key::Governance(GovKey::Params))
+            .map_or_else(Vec::new, |b| decode_params(&b).expect("stored parameters decode"))
+    }
+
+    /// One governance parameter.
+    fn param(&self, name: &str) -> Option<u64> {
+        self.params().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Serials of revoked certificates, ascending.
+    fn revoked_certificates(&self) -> Vec<Vec<u8>> {
+        self.get(&Key::Governance(GovKey::Revoked))
+            .map_or_else(Vec::new, |b| decode_serials(&b).expect("stored revocations decode"))
+    }
 }
 
 impl<V: StateView + ?Sized> StateReads for V {}
@@ -554,10 +698,36 @@ mod tests {
             Key::ReplayExpiry(Timestamp(77), TxId([5; 32])),
             Key::Attestation(Hash32([6; 32])),
         ];
+        let samples = samples.into_iter().chain(GovKey::ALL.map(Key::Governance));
         for key in samples {
             assert_eq!(Key::from_parts(key.table(), &key.bytes()), Some(key));
         }
         assert_eq!(Key::from_parts(Table::Licences, &[0; 31]), None);
+        assert_eq!(Key::Governance(GovKey::Revoked).bytes(), [4]);
+        assert_eq!(Key::from_parts(Table::Governance, &[5]), None);
+        assert_eq!(Key::from_parts(Table::Governance, &[0, 0]), None);
+        for (i, t) in Table::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i, "stores index their tables by this position");
+        }
+    }
+
+    #[test]
+    fn governance_lists_round_trip() {
+        let params = vec![("a".to_string(), 1), ("max_block_txs".to_string(), u64::MAX)];
+        assert_eq!(decode_params(&encode_params(&params)).unwrap(), params);
+        let serials = vec![vec![1], vec![1, 2, 3], vec![0xff; MAX_SERIAL]];
+        assert_eq!(decode_serials(&encode_serials(&serials)).unwrap(), serials);
+        let chains = vec![ChainInfo {
+            id: elchain_types::ids::ChainId(1),
+            replicas: vec![elchain_types::shardmap::ReplicaInfo { node: 3, addr: "10.0.0.3:7000".into() }],
+        }];
+        assert_eq!(decode_chains(&encode_chains(&chains)).unwrap(), chains);
+        let mut trailing = encode_serials(&serials);
+        trailing.push(0);
+        assert!(decode_serials(&trailing).is_err());
+        let empty = MemState::default();
+        assert!(empty.chains().is_empty() && empty.params().is_empty() && empty.revoked_certificates().is_empty());
+        assert!(empty.governed_consortium().is_none() && empty.shard_map().is_none());
     }
 
     #[test]

@@ -46,8 +46,12 @@ pub struct Settings {
     /// Put a fault-injecting relay in front of every node (tests); without, peers dial nodes
     /// directly.
     pub relays: bool,
-    /// Chains every node serves: ids 1 ..= chains, all in the same processes.
+    /// Licence chains every initial node serves: ids 1 ..= chains, all in the same processes.
     pub chains: u32,
+    /// Also serve the meta chain 0 on every initial node.
+    pub meta: bool,
+    /// Node `id` listens on UDP port `base_port + id` instead of a free port.
+    pub base_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -62,6 +66,8 @@ impl Default for Settings {
             metrics: false,
             relays: true,
             chains: 1,
+            meta: false,
+            base_port: None,
         }
     }
 }
@@ -82,6 +88,21 @@ pub struct NodeProc {
     pub log: PathBuf,
     /// Its `/metrics` address, when enabled.
     pub metrics: Option<SocketAddr>,
+    /// The chains it serves.
+    pub chains: Vec<u32>,
+    child: Option<Child>,
+}
+
+/// A router process of the cluster.
+pub struct RouterProc {
+    /// Router id (its certificate names node `id`).
+    pub id: u64,
+    /// Its HTTP address.
+    pub http: SocketAddr,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
     child: Option<Child>,
 }
 
@@ -114,6 +135,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     /// The relays by node id.
     pub relays: BTreeMap<u64, Relay>,
+    /// Router processes by id.
+    pub routers: BTreeMap<u64, RouterProc>,
     settings: Settings,
 }
 
@@ -140,13 +163,15 @@ impl Cluster {
         };
         let ca_dir = dir.path().join("ca");
         ca::init(&ca_dir, "local consortium").expect("ca init");
-        let mut cluster = Cluster { dir, bin, nodes: BTreeMap::new(), relays: BTreeMap::new(), settings };
+        let chains: Vec<u32> = (if settings.meta { 0 } else { 1 }..=settings.chains.max(1)).collect();
+        let mut cluster =
+            Cluster { dir, bin, nodes: BTreeMap::new(), relays: BTreeMap::new(), routers: BTreeMap::new(), settings };
         for id in 1..=n {
             cluster.prepare_node(id);
         }
         let peers: Vec<u64> = (1..=n).collect();
         for id in 1..=n {
-            cluster.write_config(id, &peers, id == 1);
+            cluster.write_config_for(id, &peers, id == 1, &chains);
             cluster.spawn(id);
         }
         cluster
@@ -174,6 +199,7 @@ impl Cluster {
                     log: dir.join(format!("node-{id}.log")),
                     data: cfg.data_dir.clone(),
                     metrics: cfg.metrics_listen,
+                    chains: cfg.chains.iter().map(|c| c.id).collect(),
                     child: None,
                 },
             );
@@ -181,7 +207,14 @@ impl Cluster {
         if nodes.is_empty() {
             return Err(format!("no node-<id>.toml in {}", dir.display()));
         }
-        let mut cluster = Cluster { dir: ClusterDir::Kept(dir), bin, nodes, relays: BTreeMap::new(), settings };
+        let mut cluster = Cluster {
+            dir: ClusterDir::Kept(dir),
+            bin,
+            nodes,
+            relays: BTreeMap::new(),
+            routers: BTreeMap::new(),
+            settings,
+        };
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.spawn(id);
@@ -194,7 +227,10 @@ impl Cluster {
         let certs = self.dir.path().join("certs");
         ca::issue_node(&self.dir.path().join("ca"), id, "public-security", ca::Role::Replica, &certs, false)
             .expect("issue node certificate");
-        let listen = free_udp_port();
+        let listen = match self.settings.base_port {
+            Some(base) => SocketAddr::from(([127, 0, 0, 1], base + id as u16)),
+            None => free_udp_port(),
+        };
         let public = if self.settings.relays {
             let relay = Relay::start(listen);
             let public = relay.addr;
@@ -218,13 +254,22 @@ impl Cluster {
                 log: self.dir.path().join(format!("node-{id}.log")),
                 data,
                 metrics,
+                chains: Vec::new(),
                 child: None,
             },
         );
     }
 
-    /// Write node `id`'s config: a replica of the chain whose initial members are `peers`.
-    pub fn write_config(&self, id: u64, peers: &[u64], bootstrap: bool) {
+    /// Write node `id`'s config: a replica of the cluster's licence chains (and the meta chain
+    /// when the settings say so) whose initial members are `peers`.
+    pub fn write_config(&mut self, id: u64, peers: &[u64], bootstrap: bool) {
+        let chains: Vec<u32> = (if self.settings.meta { 0 } else { 1 }..=self.settings.chains.max(1)).collect();
+        self.write_config_for(id, peers, bootstrap, &chains);
+    }
+
+    /// Write node `id`'s config: a replica of `chains`, whose initial members are `peers`.
+    pub fn write_config_for(&mut self, id: u64, peers: &[u64], bootstrap: bool, chains: &[u32]) {
+        self.nodes.get_mut(&id).expect("known node").chains = chains.to_vec();
         let n = &self.nodes[&id];
         let peer_list: Vec<String> =
             peers.iter().map(|p| format!("{{ id = {p}, addr = \"{}\" }}", self.nodes[p].public)).collect();
@@ -269,7 +314,8 @@ allow_raw_propose = {raw}
             threads = s.verify_threads,
             block_txs = s.block_txs,
             block_wait = s.block_wait_ms,
-            chains = (1..=s.chains.max(1))
+            chains = chains
+                .iter()
                 .map(|c| format!(
                     "\n[[chains]]\nid = {c}\nbootstrap = {bootstrap}\npeers = [{}]\n",
                     peer_list.join(", ")
@@ -306,21 +352,8 @@ allow_raw_propose = {raw}
     /// Stop node `id` with SIGTERM and wait for it to exit; an error (with the node's log)
     /// when it had already failed or does not stop cleanly within 10 s.
     pub fn try_stop(&mut self, id: u64) -> Result<(), String> {
-        let Some(mut c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) else { return Ok(()) };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        for _ in 0..100 {
-            if let Ok(Some(status)) = c.try_wait() {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("node {id} exited with {status}; its log:\n{}", self.log(id)))
-                };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        Err(format!("node {id} did not stop within 10 s; its log:\n{}", self.log(id)))
+        let Some(c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) else { return Ok(()) };
+        terminate(c).map_err(|e| format!("node {id} {e}; its log:\n{}", self.log(id)))
     }
 
     /// Stop node `id`, panicking unless it stops cleanly (for tests).
@@ -330,10 +363,19 @@ allow_raw_propose = {raw}
         }
     }
 
-    /// Stop every node; the errors of those that did not stop cleanly.
+    /// Stop router `id` with SIGTERM; an error (with its log) unless it stops cleanly in 10 s.
+    pub fn try_stop_router(&mut self, id: u64) -> Result<(), String> {
+        let Some(c) = self.routers.get_mut(&id).and_then(|r| r.child.take()) else { return Ok(()) };
+        terminate(c).map_err(|e| format!("router {id} {e}; its log:\n{}", self.router_log(id)))
+    }
+
+    /// Stop every router and node; the errors of those that did not stop cleanly.
     pub fn try_stop_all(&mut self) -> Vec<String> {
+        let routers: Vec<u64> = self.routers.keys().copied().collect();
+        let mut errors: Vec<String> = routers.into_iter().filter_map(|id| self.try_stop_router(id).err()).collect();
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        ids.into_iter().filter_map(|id| self.try_stop(id).err()).collect()
+        errors.extend(ids.into_iter().filter_map(|id| self.try_stop(id).err()));
+        errors
     }
 
     /// Stop every node, panicking unless all stop cleanly (for tests).
@@ -379,7 +421,7 @@ allow_raw_propose = {raw}
 
     /// Submit to node `id` directly (bypassing its relay), giving up after a few seconds.
     pub async fn isolated_submit(&self, id: u64, txs: Vec<Vec<u8>>) -> Result<Vec<Receipt>, String> {
-        let mut client = self.client().await;
+        let client = self.client().await;
         for other in self.nodes.keys() {
             client.forget_node(*other);
         }
@@ -387,6 +429,94 @@ allow_raw_propose = {raw}
         let r = client.submit(CHAIN, txs, Duration::from_secs(3)).await.map_err(|e| e.to_string());
         client.close().await;
         r
+    }
+
+    /// The directory entry of `chain`: its replicas' ids and the addresses peers use.
+    pub fn chain_info(&self, chain: u32) -> elchain_types::shardmap::ChainInfo {
+        let replicas: Vec<(u64, SocketAddr)> =
+            self.nodes.values().filter(|n| n.chains.contains(&chain)).map(|n| (n.id, n.public)).collect();
+        crate::governance::chain_info(chain, &replicas)
+    }
+
+    /// Every chain some node serves.
+    pub fn chains(&self) -> Vec<u32> {
+        let mut c: Vec<u32> = self.nodes.values().flat_map(|n| n.chains.iter().copied()).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    /// Start new nodes `ids` serving one new chain `chain` (the first one bootstraps it).
+    pub fn add_chain(&mut self, chain: u32, ids: &[u64]) {
+        for id in ids {
+            self.prepare_node(*id);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            self.write_config_for(*id, ids, i == 0, &[chain]);
+            self.spawn(*id);
+        }
+    }
+
+    /// Write router `id`'s config (HTTP on `http`, the meta chain's replicas from this cluster)
+    /// and start it.
+    pub fn start_router(&mut self, id: u64, http: SocketAddr) -> SocketAddr {
+        self.start_router_with(id, http, "")
+    }
+
+    /// [`Cluster::start_router`] with `extra` TOML appended to its config (e.g. `[limits]`).
+    pub fn start_router_with(&mut self, id: u64, http: SocketAddr, extra: &str) -> SocketAddr {
+        let certs = self.dir.path().join("certs");
+        if !certs.join(format!("node-{id}.pem")).exists() {
+            ca::issue_node(&self.dir.path().join("ca"), id, "city-services", ca::Role::Router, &certs, false)
+                .expect("issue router certificate");
+        }
+        let meta: String = self
+            .nodes
+            .values()
+            .filter(|n| n.chains.contains(&0))
+            .map(|n| format!("\n[[meta]]\nid = {}\naddr = \"{}\"\n", n.id, n.public))
+            .collect();
+        let config = self.dir.path().join(format!("router-{id}.toml"));
+        let text = format!(
+            "listen = \"{http}\"\nrefresh_ms = 300\nchain_timeout_ms = 10000\n\n[tls]\nca_cert = \"{ca}\"\n\
+             cert = \"{certs}/node-{id}.pem\"\nkey = \"{certs}/node-{id}.key\"\n{meta}\n{extra}",
+            ca = self.dir.path().join("ca/ca.pem").display(),
+            certs = certs.display(),
+        );
+        std::fs::write(&config, text).expect("write router config");
+        let log = self.dir.path().join(format!("router-{id}.log"));
+        self.routers.insert(id, RouterProc { id, http, config, log, child: None });
+        self.spawn_router(id);
+        http
+    }
+
+    /// Start (or restart) router `id`'s process.
+    pub fn spawn_router(&mut self, id: u64) {
+        let r = self.routers.get_mut(&id).expect("known router");
+        assert!(r.child.is_none(), "router {id} is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("log file");
+        let child = Command::new(&self.bin)
+            .args(["router", "--config", r.config.to_str().expect("utf-8 path")])
+            .env("NO_COLOR", "1")
+            .env("ELCHAIN_LOG", std::env::var("ELCHAIN_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("router starts");
+        r.child = Some(child);
+    }
+
+    /// kill -9 router `id`.
+    pub fn kill_router(&mut self, id: u64) {
+        if let Some(mut c) = self.routers.get_mut(&id).and_then(|r| r.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Router `id`'s log so far.
+    pub fn router_log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.routers[&id].log).unwrap_or_default()
     }
 
     /// A client with a router certificate.
@@ -434,8 +564,28 @@ allow_raw_propose = {raw}
     }
 }
 
+/// SIGTERM a process and wait up to 10 s for a clean exit (killing it after that).
+fn terminate(mut c: Child) -> Result<(), String> {
+    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    for _ in 0..100 {
+        if let Ok(Some(status)) = c.try_wait() {
+            return if status.success() { Ok(()) } else { Err(format!("exited with {status}")) };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    Err("did not stop within 10 s".into())
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for r in self.routers.values_mut() {
+            if let Some(mut c) = r.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
         for n in self.nodes.values_mut() {
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cluster;
+pub mod governance;
 pub mod workload;
 
 pub use workload::{Mix, Workload};

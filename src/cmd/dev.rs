@@ -1,9 +1,11 @@
-//! `elchain dev`: a local replicated chain on the sample consortium, under a realistic load.
+//! `elchain dev`: a whole local deployment on the sample consortium.
 //!
 //! By default: a consortium CA, three `elchain node` processes (QUIC with mutual TLS, redb,
-//! openraft) under the data directory, a generated load submitted through the client, then the
-//! cluster keeps serving until Ctrl-C. Run it again on the same directory to resume the same
-//! chain. `--in-process` instead drives one replica's ledger directly, without networking.
+//! openraft) under the data directory, each serving the meta chain 0 and licence chains 1 and 2;
+//! the meta chain gets the chain directory and shard map version 1 (admin-signed governance
+//! transactions); a router serves the REST API on http://127.0.0.1:8080 until Ctrl-C. Run it
+//! again on the same directory to resume. `--txs N` also drives generated load; `--in-process`
+//! instead drives one replica's ledger directly, without networking.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,11 +13,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use elchain_shard::node::client::Client;
 use elchain_shard::node::rpc::ReceiptStatus;
+use elchain_shard::node::rpc::{Answer, Query};
 use elchain_shard::{Ledger, LogPosition};
-use elchain_sim::cluster::{Cluster, ClusterDir, Settings, CHAIN};
+use elchain_sim::cluster::{Cluster, ClusterDir, Settings};
+use elchain_sim::governance::{self};
 use elchain_sim::Workload;
 use elchain_types::codec::Encode;
+use elchain_types::contract::Consortium;
+
+const META: u32 = 0;
 use elchain_types::ids::{ChainId, Timestamp};
 use elchain_types::profile::Profile;
 use elchain_types::reason::{Outcome, RejectCode};
@@ -29,11 +37,21 @@ pub struct Args {
     /// already holds one.
     #[arg(long, default_value = "elchain-data", env = "ELCHAIN_DATA_DIR")]
     data_dir: PathBuf,
-    /// Replicas of the chain, each its own process.
+    /// Replicas of every chain; each is its own `elchain node` process serving all chains.
     #[arg(long, default_value_t = 3)]
     replicas: u64,
-    /// Transactions to submit (cluster mode).
-    #[arg(long, default_value_t = 20_000)]
+    /// Licence chains (besides the meta chain 0) of a new cluster.
+    #[arg(long, default_value_t = 2)]
+    chains: u32,
+    /// HTTP address of the router's REST API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
+    /// Node `i` listens for QUIC on UDP port `quic-port + i` (0: any free ports).
+    #[arg(long, default_value_t = 7100)]
+    quic_port: u16,
+    /// Generated transactions to submit straight to the licence chains after start (cluster
+    /// mode; 0: none).
+    #[arg(long, default_value_t = 0)]
     txs: usize,
     /// Transactions per submission (cluster mode).
     #[arg(long, default_value_t = 250)]
@@ -86,8 +104,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.replicas >= 1, "--replicas must be at least 1");
+    anyhow::ensure!(args.chains >= 1, "--chains must be at least 1");
     let bin = std::env::current_exe().context("cannot find the elchain binary")?;
-    let settings = Settings { relays: false, verify_threads: 0, metrics: true, block_txs: 2000, ..Settings::default() };
+    let settings = Settings {
+        relays: false,
+        verify_threads: 0,
+        metrics: true,
+        block_txs: 2000,
+        chains: args.chains,
+        meta: true,
+        base_port: (args.quic_port != 0).then_some(args.quic_port),
+        ..Settings::default()
+    };
     let resuming = args.data_dir.join("node-1.toml").is_file();
     let mut cluster = if resuming {
         Cluster::resume(bin, args.data_dir.clone(), settings).map_err(anyhow::Error::msg)?
@@ -103,76 +131,53 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         Cluster::start_in(bin, ClusterDir::Kept(args.data_dir.clone()), args.replicas, settings)
     };
     let consortium = Profile::sample().into_dev_consortium()?;
+    let chains = cluster.chains();
+    anyhow::ensure!(chains.first() == Some(&META), "{} holds no meta chain; use --fresh", args.data_dir.display());
+    let licence_chains: Vec<u32> = chains.iter().copied().filter(|c| *c != META).collect();
     println!(
-        "elchain dev: {} {} replica(s) of chain {CHAIN} in {}",
+        "elchain dev: {} {} node(s) in {}: meta chain 0 and licence chain(s) {:?}, {} replica(s) each",
         if resuming { "resumed" } else { "started" },
         cluster.nodes.len(),
-        args.data_dir.display()
+        args.data_dir.display(),
+        licence_chains,
+        cluster.nodes.len(),
     );
     for n in cluster.nodes.values() {
         let metrics = n.metrics.map(|m| format!("  metrics http://{m}/metrics")).unwrap_or_default();
         println!("  node {}: quic {}{metrics}  log {}", n.id, n.listen, n.log.display());
     }
     print_consortium(&consortium);
-    let replicas = cluster.nodes.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
         let mut signals = super::node::Signals::install()?;
         let client = cluster.client().await;
-        let leader = client.wait_leader(CHAIN, Duration::from_secs(30)).await?;
-        let start_height = client.status(leader, CHAIN).await.map_err(anyhow::Error::msg)?.height;
-        println!("  leader: node {leader}; chain height {start_height}");
-        let mut workload =
-            Workload::new(consortium, ChainId(CHAIN), args.seed ^ start_height.rotate_left(32), args.population);
-        let bar = ProgressBar::new(args.txs as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} transactions  {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let started = Instant::now();
-        let load = async {
-            let mut sent = 0;
-            while sent < args.txs {
-                let n = args.batch.min(args.txs - sent);
-                let raws: Vec<Vec<u8>> = workload.batch(n, now()).iter().map(Encode::to_bytes).collect();
-                let receipts = client.submit(CHAIN, raws, Duration::from_secs(30)).await?;
-                for r in receipts {
-                    let key = match r.status {
-                        ReceiptStatus::Committed { outcome: 0, .. } => "valid",
-                        ReceiptStatus::Committed { outcome, .. } | ReceiptStatus::Rejected { code: outcome } => {
-                            RejectCode::from_u16(outcome).map_or("unknown", RejectCode::as_str)
-                        }
-                    };
-                    *outcomes.entry(key).or_default() += 1;
-                }
-                sent += n;
-                bar.set_position(sent as u64);
-                bar.set_message(format!("{:.0} tx/s", sent as f64 / started.elapsed().as_secs_f64().max(1e-9)));
-            }
-            anyhow::Ok(sent)
-        };
-        let sent = tokio::select! {
-            r = load => Some(r?),
-            _ = signals.recv() => None,
-        };
-        bar.finish_and_clear();
-        if let Some(sent) = sent {
-            let status = client.status(leader, CHAIN).await.map_err(anyhow::Error::msg)?;
-            println!(
-                "committed {sent} transactions in {:.1} s ({:.0} tx/s) through {replicas}-way replication",
-                started.elapsed().as_secs_f64(),
-                sent as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-            println!("  outcomes: {}", outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
-            println!("  tip: height {} hash {}", status.height, elchain_types::ids::Hash32(status.tip_hash));
-            if !args.exit {
-                println!("serving; press Ctrl-C to stop (then: elchain verify {})", args.data_dir.display());
-                signals.recv().await;
+        for &chain in &chains {
+            let leader = tokio::select! {
+                l = client.wait_leader(chain, Duration::from_secs(60)) => l?,
+                _ = signals.recv() => { client.close().await; return anyhow::Ok(()); }
+            };
+            let status = client.status(leader, chain).await.map_err(anyhow::Error::msg)?;
+            println!("  chain {chain}: leader node {leader}, height {}", status.height);
+        }
+        bootstrap_governance(&client, &cluster, &consortium).await?;
+        client.close().await;
+
+        let router = start_router(&cluster, args.http).await?;
+        let url = format!("http://{}", router.addr());
+        println!("  router: {url}  (API under /v1, OpenAPI at {url}/openapi.json, health at {url}/healthz)");
+        println!("  try:    curl -s {url}/v1/chains");
+        if args.txs > 0 {
+            let load = drive_load(&cluster, &consortium, &licence_chains, &args);
+            tokio::select! {
+                r = load => r?,
+                _ = signals.recv() => { router.shutdown().await; return anyhow::Ok(()); }
             }
         }
-        client.close().await;
+        if !args.exit {
+            println!("serving; press Ctrl-C to stop (then: elchain verify {})", args.data_dir.display());
+            signals.recv().await;
+        }
+        router.shutdown().await;
         anyhow::Ok(())
     });
     println!("stopping the cluster…");
@@ -184,6 +189,133 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(errors.is_empty(), "{} node(s) did not stop cleanly (see above)", errors.len());
     println!("stopped; check the stored chains with: elchain verify {}", args.data_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Register the chains and set shard map version 1 on a fresh meta chain.
+async fn bootstrap_governance(client: &Client, cluster: &Cluster, consortium: &Consortium) -> anyhow::Result<()> {
+    let Answer::Governance(g) = client.query(META, Query::Governance, Duration::from_secs(30)).await? else {
+        anyhow::bail!("the meta chain answered a governance query with something else");
+    };
+    if g.shard_map.is_some() {
+        return Ok(());
+    }
+    let infos: Vec<_> = cluster.chains().into_iter().map(|c| cluster.chain_info(c)).collect();
+    let txs = governance::bootstrap(consortium, &infos).map_err(anyhow::Error::msg)?;
+    let n = txs.len();
+    let receipts = client.submit(META, txs.iter().map(Encode::to_bytes).collect(), Duration::from_secs(30)).await?;
+    for r in &receipts {
+        if let ReceiptStatus::Committed { outcome: 0, .. } = r.status {
+            continue;
+        }
+        anyhow::bail!("a bootstrap governance transaction failed: {:?}", r.status);
+    }
+    println!(
+        "  meta chain: registered {} chain(s) and set shard map version 1 ({n} admin-signed transactions)",
+        infos.len()
+    );
+    Ok(())
+}
+
+async fn start_router(
+    cluster: &Cluster,
+    http: std::net::SocketAddr,
+) -> anyhow::Result<elchain_router::service::Running> {
+    use elchain_router::config::{Limits, MetaPeer, RouterConfig, TlsConfig};
+    let dir = cluster.dir.path();
+    let certs = dir.join("certs");
+    if !certs.join("node-900.pem").exists() {
+        elchain_shard::ca::issue_node(
+            &dir.join("ca"),
+            900,
+            "city-services",
+            elchain_shard::ca::Role::Router,
+            &certs,
+            false,
+        )?;
+    }
+    let cfg = RouterConfig {
+        listen: http,
+        tls: TlsConfig {
+            ca_cert: dir.join("ca/ca.pem"),
+            cert: certs.join("node-900.pem"),
+            key: certs.join("node-900.key"),
+        },
+        meta: cluster
+            .nodes
+            .values()
+            .filter(|n| n.chains.contains(&META))
+            .map(|n| MetaPeer { id: n.id, addr: n.public })
+            .collect(),
+        limits: Limits::default(),
+        authorisation_key: "dev".into(),
+        chain_timeout_ms: 10_000,
+        refresh_ms: 500,
+    };
+    cfg.check().map_err(anyhow::Error::msg)?;
+    let router =
+        elchain_router::service::start(cfg).await.with_context(|| format!("cannot start the router on {http}"))?;
+    anyhow::ensure!(router.wait_ready(Duration::from_secs(30)).await, "the router could not read the meta chain");
+    Ok(router)
+}
+
+/// Submit generated load straight to the licence chains (over QUIC) and report it.
+async fn drive_load(cluster: &Cluster, consortium: &Consortium, chains: &[u32], args: &Args) -> anyhow::Result<()> {
+    let client = cluster.client().await;
+    let mut workloads: Vec<(u32, Workload)> = Vec::new();
+    for &c in chains {
+        let h = client
+            .status(client.wait_leader(c, Duration::from_secs(30)).await?, c)
+            .await
+            .map_err(anyhow::Error::msg)?
+            .height;
+        workloads.push((
+            c,
+            Workload::new(consortium.clone(), ChainId(c), args.seed ^ h.rotate_left(32) ^ c as u64, args.population),
+        ));
+    }
+    println!(
+        "  load: {} transactions in batches of {} over {} holders per chain, seed {}",
+        args.txs, args.batch, args.population, args.seed
+    );
+    let bar = ProgressBar::new(args.txs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} txs  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut turn = 0;
+    while sent < args.txs {
+        let n = args.batch.min(args.txs - sent);
+        let (chain, w) = &mut workloads[turn % chains.len()];
+        turn += 1;
+        let raws: Vec<Vec<u8>> = w.batch(n, now()).iter().map(Encode::to_bytes).collect();
+        for r in client.submit(*chain, raws, Duration::from_secs(30)).await? {
+            let key = match r.status {
+                ReceiptStatus::Committed { outcome: 0, .. } => "valid",
+                ReceiptStatus::Committed { outcome, .. } | ReceiptStatus::Rejected { code: outcome } => {
+                    RejectCode::from_u16(outcome).map_or("unknown", RejectCode::as_str)
+                }
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+        sent += n;
+        bar.set_position(sent as u64);
+        bar.set_message(format!("{:.0} tx/s", sent as f64 / started.elapsed().as_secs_f64().max(1e-9)));
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "committed {sent} transactions in {secs:.1} s ({:.0} tx/s) over {} chain(s), {}-way replication",
+        sent as f64 / secs,
+        chains.len(),
+        cluster.nodes.len()
+    );
+    println!("  outcomes: {}", outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    client.close().await;
+    Ok(())
 }
 
 fn print_consortium(consortium: &elchain_types::Consortium) {

@@ -3,9 +3,11 @@
 mod admin;
 mod bench;
 mod ca;
+mod client;
 mod dev;
 mod keygen;
 mod node;
+mod router;
 mod verify;
 
 use std::process::ExitCode;
@@ -46,12 +48,16 @@ enum Command {
     Bench(bench::Args),
     /// Run the consortium certificate authority: root, member and node certificates, revocation.
     Ca(ca::Args),
-    /// Run a local chain on the built-in sample consortium and drive a realistic load through it.
+    /// Issue, grant, use and trace licences over a router's REST API, signing locally with key files.
+    Client(client::Args),
+    /// Run a whole local deployment (meta chain, licence chains, router on :8080) on the sample consortium.
     Dev(dev::Args),
     /// Generate a key pair (Ed25519 signing + X25519 encryption) for a holder or a member.
     Keygen(keygen::Args),
     /// Run a node: replicas of one or more chains, serving Raft and clients over QUIC with mutual TLS.
     Node(node::Args),
+    /// Serve the REST API (with OpenAPI) in front of the chains; follows the meta chain.
+    Router(router::Args),
     /// Re-hash a stored chain and its transaction index; exit non-zero on any tampering.
     Verify(verify::Args),
 }
@@ -62,9 +68,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(a) => admin::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Ca(a) => ca::run(a),
+        Command::Client(a) => client::run(a),
         Command::Dev(a) => dev::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Node(a) => node::run(a),
+        Command::Router(a) => router::run(a),
         Command::Verify(a) => verify::run(a),
     }
 }

@@ -49,21 +49,25 @@ fn verify_passes_on_an_untouched_store_and_names_a_tampered_block() {
 }
 
 #[test]
-fn dev_runs_a_replicated_cluster_that_resumes_and_verifies() {
+fn dev_runs_a_whole_deployment_that_resumes_and_verifies() {
     // As a newcomer runs it: a relative data directory under the current directory.
     let dir = tempfile::tempdir().unwrap();
     let data_s = "elchain-data";
     for round in 0..2 {
-        let out = elchain_in(dir.path(), &["dev", "--data-dir", data_s, "--txs", "300", "--batch", "100", "--exit"]);
-        assert!(out.status.success(), "round {round}: {}{}", stdout(&out), stderr(&out));
-        assert!(stdout(&out).contains("committed 300 transactions"), "{}", stdout(&out));
-        assert!(stdout(&out).contains(if round == 0 { "started 3 replica(s)" } else { "resumed 3 replica(s)" }));
+        let args = ["dev", "--data-dir", data_s, "--txs", "300", "--batch", "100", "--exit", "--http", "127.0.0.1:0"];
+        let out = elchain_in(dir.path(), &[&args[..], &["--quic-port", "0"]].concat());
+        let text = stdout(&out);
+        assert!(out.status.success(), "round {round}: {text}{}", stderr(&out));
+        assert!(text.contains("committed 300 transactions"), "{text}");
+        assert!(text.contains(if round == 0 { "started 3 node(s)" } else { "resumed 3 node(s)" }), "{text}");
+        assert!(text.contains("meta chain 0 and licence chain(s) [1, 2]"), "{text}");
+        assert_eq!(text.contains("set shard map version 1"), round == 0, "bootstrapped once: {text}");
+        assert!(text.contains("router: http://127.0.0.1:"), "{text}");
     }
     let ok = elchain_in(dir.path(), &["verify", "--quiet", "--replay", data_s]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let text = stdout(&ok);
-    assert_eq!(text.matches("OK:").count(), 3, "one chain store per replica: {text}");
-    assert!(text.contains("600 transactions"), "{text}");
+    assert_eq!(text.matches("OK:").count(), 9, "three chain stores per node: {text}");
 }
 
 #[test]

@@ -119,7 +119,7 @@ async fn a_minority_partition_makes_no_progress_and_rejoins_without_divergence()
     cluster.partition(leader, true);
     let before = client.status(leader, CHAIN).await.map(|s| s.height).unwrap_or(0);
     // The majority elects a new leader and goes on.
-    let mut majority = client.clone();
+    let majority = client.fork();
     majority.forget_node(leader);
     let new_leader = majority.wait_leader(CHAIN, DEADLINE).await.expect("majority leader");
     assert_ne!(new_leader, leader);
@@ -191,7 +191,7 @@ async fn a_forged_signature_proposed_by_the_leader_is_marked_invalid_everywhere(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_and_removing_replicas_under_load_loses_nothing() {
     let mut cluster = start_cluster(3, Settings::default());
-    let mut client = cluster.client().await;
+    let client = cluster.client().await;
     client.wait_leader(CHAIN, DEADLINE).await.expect("a leader");
     let mut w = workload(5);
     let mut acks = load(&client, &mut w, 5, 30).await;

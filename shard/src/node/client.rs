@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::rpc::{decode, encode, ChainStatus, Receipt, Request, Response};
+use super::rpc::{decode, encode, Answer, ChainStatus, Query, Receipt, Request, Response};
 use crate::net::{BoxFuture, Endpoint, Handler, Identity, NetError, PeerIdentity};
 use crate::raft::NodeId;
 
@@ -43,11 +43,14 @@ impl Handler for NoService {
     }
 }
 
-/// Talks to the replicas of chains.
+/// Talks to the replicas of chains. Clones share one endpoint, node table and leader cache;
+/// [`Client::fork`] gives a client with tables of its own.
 #[derive(Clone)]
 pub struct Client {
     endpoint: Endpoint,
-    nodes: BTreeMap<NodeId, SocketAddr>,
+    nodes: Arc<RwLock<BTreeMap<NodeId, SocketAddr>>>,
+    /// The replicas of each chain, when known; a chain without an entry is tried on every node.
+    replicas: Arc<RwLock<HashMap<u32, Vec<NodeId>>>>,
     timeout: Duration,
     /// Last leader seen per chain: where the next request goes first.
     leaders: Arc<Mutex<HashMap<u32, NodeId>>>,
@@ -58,22 +61,59 @@ impl Client {
     pub async fn new(identity: Identity, nodes: BTreeMap<NodeId, SocketAddr>) -> Result<Self, NetError> {
         let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
         let endpoint = Endpoint::bind(bind, identity, Arc::new(NoService)).await?;
-        Ok(Self { endpoint, nodes, timeout: Duration::from_secs(5), leaders: Arc::default() })
+        Ok(Self {
+            endpoint,
+            nodes: Arc::new(RwLock::new(nodes)),
+            replicas: Arc::default(),
+            timeout: Duration::from_secs(5),
+            leaders: Arc::default(),
+        })
+    }
+
+    /// A client on the same endpoint with its own copy of the node and replica tables, so that
+    /// forgetting a node in one does not affect the other.
+    pub fn fork(&self) -> Client {
+        Client {
+            endpoint: self.endpoint.clone(),
+            nodes: Arc::new(RwLock::new(self.nodes())),
+            replicas: Arc::new(RwLock::new(self.replicas.read().expect("replica table").clone())),
+            timeout: self.timeout,
+            leaders: Arc::new(Mutex::new(self.leaders.lock().expect("leader cache").clone())),
+        }
     }
 
     /// Learn (or correct) a node's address.
-    pub fn add_node(&mut self, id: NodeId, addr: SocketAddr) {
-        self.nodes.insert(id, addr);
+    pub fn add_node(&self, id: NodeId, addr: SocketAddr) {
+        self.nodes.write().expect("node table").insert(id, addr);
     }
 
     /// Stop talking to a node.
-    pub fn forget_node(&mut self, id: NodeId) {
-        self.nodes.remove(&id);
+    pub fn forget_node(&self, id: NodeId) {
+        self.nodes.write().expect("node table").remove(&id);
+    }
+
+    /// Say which nodes serve `chain`: requests for it go to those only.
+    pub fn set_replicas(&self, chain: u32, nodes: Vec<NodeId>) {
+        self.replicas.write().expect("replica table").insert(chain, nodes);
+    }
+
+    /// The nodes this client knows.
+    pub fn nodes(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.nodes.read().expect("node table").clone()
+    }
+
+    /// The nodes to try for `chain`.
+    fn candidates(&self, chain: u32) -> Vec<NodeId> {
+        let nodes = self.nodes.read().expect("node table");
+        match self.replicas.read().expect("replica table").get(&chain) {
+            Some(ids) => ids.iter().copied().filter(|id| nodes.contains_key(id)).collect(),
+            None => nodes.keys().copied().collect(),
+        }
     }
 
     /// One request to one node.
     pub async fn request(&self, node: NodeId, req: &Request) -> Result<Response, String> {
-        let addr = *self.nodes.get(&node).ok_or_else(|| format!("unknown node {node}"))?;
+        let addr = *self.nodes.read().expect("node table").get(&node).ok_or_else(|| format!("unknown node {node}"))?;
         let bytes = self.endpoint.call(node, addr, encode(req), self.timeout).await.map_err(|e| e.to_string())?;
         decode(&bytes)
     }
@@ -91,7 +131,7 @@ impl Client {
         let start = Instant::now();
         let mut last = String::from("no node answered");
         while start.elapsed() < deadline {
-            for &n in self.nodes.keys() {
+            for n in self.candidates(chain) {
                 match self.status(n, chain).await {
                     Ok(s) => {
                         if let Some(l) = s.leader {
@@ -118,13 +158,16 @@ impl Client {
         let mut last = String::from("no node tried");
         let mut round = 0usize;
         while start.elapsed() < deadline {
-            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            let ids = self.candidates(chain);
+            if ids.is_empty() {
+                return Err(ClientError::Refused { node: 0, message: format!("no known replica of chain {chain}") });
+            }
             let node = hint.take().unwrap_or_else(|| ids[round % ids.len()]);
             round += 1;
             match self.request(node, &req).await {
                 Ok(Response::NotLeader { leader }) => {
                     last = format!("node {node} is not the leader");
-                    hint = leader.map(|(id, _)| id).filter(|id| *id != node && self.nodes.contains_key(id));
+                    hint = leader.map(|(id, _)| id).filter(|id| *id != node && ids.contains(id));
                     if hint.is_none() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -158,6 +201,19 @@ impl Client {
             Response::Receipts(r) => Ok(r),
             other => Err(ClientError::Refused { node: 0, message: format!("unexpected answer {other:?}") }),
         }
+    }
+
+    /// Read a chain's state, preferring its leader (whose applied state is the newest).
+    pub async fn query(&self, chain: u32, query: Query, deadline: Duration) -> Result<Answer, ClientError> {
+        match self.to_leader(Request::Query { chain, query }, deadline).await? {
+            Response::Answer(a) => Ok(a),
+            other => Err(ClientError::Refused { node: 0, message: format!("unexpected answer {other:?}") }),
+        }
+    }
+
+    /// The last leader this client saw for `chain`.
+    pub fn leader_hint(&self, chain: u32) -> Option<NodeId> {
+        self.leaders.lock().expect("leader cache").get(&chain).copied()
     }
 
     /// Close the client's endpoint.

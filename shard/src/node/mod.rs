@@ -66,6 +66,7 @@ impl Handler for NodeHandler {
                 Request::Status { .. } => Response::Status(replica.status()),
                 Request::Receipt { tx_id, .. } => replica.receipt(tx_id),
                 Request::Block { height, .. } => replica.block(height),
+                Request::Query { query, .. } => replica.query(&query),
                 Request::AddReplica { node, addr, .. } => replica.add_replica(node, addr).await,
                 Request::RemoveReplica { node, .. } => replica.remove_replica(node).await,
                 Request::ProposeRaw { txs, .. } => replica.propose_raw(txs).await,

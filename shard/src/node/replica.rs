@@ -31,11 +31,12 @@ use elchain_types::ids::{ChainId, Hash32, Timestamp};
 
 use super::config::{ChainConfig, NodeConfig};
 use super::network::Network;
-use super::rpc::{encode, ChainStatus, RaftRpc, Receipt, ReceiptStatus, Request, Response};
+use super::rpc::{encode, Answer, ChainStatus, Governance, Query, RaftRpc, Receipt, ReceiptStatus, Request, Response};
 use crate::net::{Endpoint, PeerIdentity};
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::{current, SharedStore, StateMachine};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
+use crate::state::{Key, StateReads, StateView};
 use crate::store::Store;
 use crate::verifier::{CheckedTx, VerdictCache, Verifier, DEFAULT_BATCH};
 
@@ -450,6 +451,44 @@ impl Replica {
             })),
             Err(e) => Response::Error(e.to_string()),
         }
+    }
+
+    /// Read applied state.
+    pub fn query(&self, query: &Query) -> Response {
+        match self.read(query) {
+            Ok(a) => Response::Answer(a),
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    fn read(&self, query: &Query) -> Result<Answer, crate::store::StoreError> {
+        use elchain_types::ids::{GrantId, HolderId, LicenceId};
+        let store = self.store();
+        let view = store.view()?;
+        Ok(match query {
+            Query::Licence(id) => Answer::Record(view.get(&Key::Licence(LicenceId(*id)))),
+            Query::Grant(id) => Answer::Record(view.get(&Key::Grant(GrantId(*id)))),
+            Query::HolderLicences(h) => {
+                Answer::Records(store.holder_licences(&HolderId(*h))?.iter().map(|l| l.0.to_vec()).collect())
+            }
+            Query::HolderTraces(h) => {
+                Answer::Records(view.traces(&HolderId(*h)).iter().map(Encode::to_bytes).collect())
+            }
+            Query::Governance => {
+                let consortium = match view.governed_consortium() {
+                    Some(c) => c,
+                    None => store.consortium()?,
+                };
+                Answer::Governance(Governance {
+                    height: store.tip()?.height,
+                    consortium: consortium.to_bytes(),
+                    shard_map: view.shard_map().map(|m| m.to_bytes()),
+                    chains: view.chains().iter().map(Encode::to_bytes).collect(),
+                    params: view.params(),
+                    revoked: view.revoked_certificates(),
+                })
+            }
+        })
     }
 
     /// A stored block.

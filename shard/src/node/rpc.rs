@@ -74,6 +74,13 @@ pub enum Request {
         /// Ed25519 signature (64 bytes) by the peer's certificate key over the checkpoint message.
         sig: Vec<u8>,
     },
+    /// Read the chain's state as this replica has applied it.
+    Query {
+        /// The chain.
+        chain: u32,
+        /// What to read.
+        query: Query,
+    },
     /// Propose transactions as a block without admission checks. Only honoured when the node's
     /// config sets `testing.allow_raw_propose`: it plays a faulty leader in fault tests.
     ProposeRaw {
@@ -96,9 +103,54 @@ impl Request {
             | Request::AddReplica { chain, .. }
             | Request::RemoveReplica { chain, .. }
             | Request::Checkpoint { chain, .. }
+            | Request::Query { chain, .. }
             | Request::ProposeRaw { chain, .. } => *chain,
         }
     }
+}
+
+/// A read of a chain's state. Answers carry records in their canonical encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// A licence record.
+    Licence([u8; 32]),
+    /// A grant record.
+    Grant([u8; 32]),
+    /// The licences a holder has on this chain.
+    HolderLicences([u8; 32]),
+    /// A holder's traces on this chain, oldest first.
+    HolderTraces([u8; 32]),
+    /// The consortium governance this chain holds (the meta chain's shard map, chain directory,
+    /// parameters and revocations; on any chain, its current consortium).
+    Governance,
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// One record, canonical encoding; none when absent.
+    Record(Option<Vec<u8>>),
+    /// Several records or ids, canonical encodings.
+    Records(Vec<Vec<u8>>),
+    /// Governance state.
+    Governance(Governance),
+}
+
+/// Governance state as a chain holds it, canonical encodings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Governance {
+    /// Height of the block it was read at.
+    pub height: u64,
+    /// The current consortium.
+    pub consortium: Vec<u8>,
+    /// The shard map, once one is set.
+    pub shard_map: Option<Vec<u8>>,
+    /// The chain directory.
+    pub chains: Vec<Vec<u8>>,
+    /// Parameters.
+    pub params: Vec<(String, u64)>,
+    /// Serials of revoked certificates.
+    pub revoked: Vec<Vec<u8>>,
 }
 
 /// Raft RPCs.
@@ -127,6 +179,8 @@ pub enum Response {
     Status(ChainStatus),
     /// Answer to `Receipt`: none when this replica has not applied the transaction.
     TxReceipt(Option<ProvenReceipt>),
+    /// Answer to `Query`.
+    Answer(Answer),
     /// Answer to `Block`: the block's canonical encoding, none when not stored here.
     Block(Option<Vec<u8>>),
     /// This node does not lead the chain; ask the leader, if one is known.

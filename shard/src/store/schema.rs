@@ -11,7 +11,8 @@ use redb::TableDefinition;
 use crate::state::Table;
 
 /// Version of this schema, stored under [`META_SCHEMA_VERSION`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the `governance` table and the consortium's `admin_k`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.
 pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
@@ -41,6 +42,7 @@ const HOLDER_LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition:
 const REPLAY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("replay");
 const REPLAY_EXPIRY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("replay_expiry");
 const ATTESTATIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("attestations");
+const GOVERNANCE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("governance");
 
 /// The redb table that holds a state table.
 pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -53,6 +55,7 @@ pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static
         Table::Replay => REPLAY,
         Table::ReplayExpiry => REPLAY_EXPIRY,
         Table::Attestations => ATTESTATIONS,
+        Table::Governance => GOVERNANCE,
     }
 }
 
@@ -81,7 +84,7 @@ mod tests {
     #[test]
     fn table_names_and_encodings_are_fixed() {
         // Renaming a table or changing an encoding strands existing data: bump SCHEMA_VERSION.
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
@@ -93,7 +96,8 @@ mod tests {
                 "holder_licences",
                 "replay",
                 "replay_expiry",
-                "attestations"
+                "attestations",
+                "governance"
             ]
         );
         for t in Table::ALL {

@@ -1,6 +1,6 @@
 //! The redb store: durability, reopening, receipts, audit, and agreement with the in-memory state.
 
-use elchain_types::ids::{ChainId, Timestamp};
+use elchain_types::ids::{ChainId, MemberId, Timestamp};
 use elchain_types::profile::Profile;
 use redb::ReadableTable;
 
@@ -144,7 +144,7 @@ fn opening_refuses_missing_files_other_versions_and_overwrites() {
         w.commit().unwrap();
     }
     drop(l);
-    assert!(matches!(Store::open(&path), Err(StoreError::SchemaVersion { found: 99, expected: 1 })));
+    assert!(matches!(Store::open(&path), Err(StoreError::SchemaVersion { found: 99, expected: SCHEMA_VERSION })));
     assert!(matches!(Store::create(&path, ChainId(1), &c, Timestamp(0)), Err(StoreError::Exists(_))));
 }
 
@@ -202,4 +202,53 @@ fn replay_confirms_a_clean_chain_and_finds_a_forged_state_root() {
     let finding = audit::replay(l.store(), |_| {}).unwrap().expect("replay finds it");
     assert_eq!(finding.height, 4);
     assert!(finding.problem.contains("state root"), "{}", finding.problem);
+}
+
+#[test]
+fn meta_chain_governance_survives_reopening_snapshots_and_replay() {
+    use elchain_types::client::{govern, TxContext};
+    use elchain_types::profile::dev_member_keypair;
+    use elchain_types::shardmap::{ChainInfo, ReplicaInfo, ShardMap};
+    use elchain_types::tx::Govern;
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = Profile::sample().into_dev_consortium().unwrap();
+    let admins: Vec<_> = c.admins().take(3).map(|m| dev_member_keypair(&m.code)).collect();
+    let path = dir.path().join("meta.redb");
+    let l = Ledger::create(&path, ChainId::META, c.clone(), Timestamp(T0), 1).unwrap();
+    let rotated = elchain_types::crypto::Keypair::dev("rotated");
+    let first = c.admins().next().unwrap().clone();
+    let actions = [
+        Govern::Chain(ChainInfo {
+            id: ChainId(1),
+            replicas: vec![ReplicaInfo { node: 1, addr: "10.0.0.1:7000".into() }],
+        }),
+        Govern::ShardMap(ShardMap::even(&[ChainId(1)], 64).unwrap()),
+        Govern::Param { name: "max_block_txs".into(), value: 5000 },
+        Govern::RevokeCertificate { serial: vec![1, 2], reason: 1 },
+        Govern::Member(elchain_types::contract::Member { signing_key: rotated.public(), ..first }),
+    ];
+    for (i, action) in actions.into_iter().enumerate() {
+        let ctx = TxContext { chain: ChainId::META, nonce: i as u64, valid_until: Timestamp(T0 + 60_000) };
+        let tx = admins.iter().fold(govern(ctx, action).seal(), |tx, k| tx.sign(k)).done();
+        let ex = l.append(vec![tx.to_bytes()], Timestamp(T0 + i as u64 * 1000), LogPosition::default()).unwrap();
+        assert!(ex.block.outcomes[0].is_valid(), "{:?}", ex.block.outcomes);
+    }
+    drop(l);
+    let l = Ledger::open(&path, 1).unwrap();
+    let read = |view: &StoreView| {
+        (view.governed_consortium(), view.shard_map(), view.chains(), view.params(), view.revoked_certificates())
+    };
+    let view = l.store().view().unwrap();
+    let stored = read(&view);
+    drop(view);
+    assert_eq!(stored.0.as_ref().and_then(|c| c.member_by_key(&rotated.public())), Some(MemberId(1)));
+    assert_eq!(stored.1.as_ref().map(|m| m.version), Some(1));
+    assert_eq!((stored.2.len(), stored.3.len(), stored.4.len()), (1, 1, 1));
+    // The genesis consortium stays in the metadata; the governed one is state.
+    assert_eq!(l.store().consortium().unwrap(), c);
+    let copy = Store::import(&dir.path().join("copy.redb"), &l.store().export().unwrap()).unwrap();
+    assert_eq!(read(&copy.view().unwrap()), stored);
+    assert!(audit::audit(&copy, |_| {}).unwrap().is_clean());
+    assert_eq!(audit::replay(&copy, |_| {}).unwrap(), None);
 }

@@ -2,7 +2,8 @@
 //!
 //! Issuers seal every field under a fresh data key before anything leaves their system; holders
 //! hand field keys to a grantee inside a sealed envelope. Signing stays with the caller, since
-//! different transactions need different signers (issuer and endorsers, holder, grantee).
+//! different transactions need different signers (issuer and endorsers, holder, grantee, the
+//! consortium's admins).
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -10,7 +11,7 @@ use crate::codec::Encode;
 use crate::contract::LicenceType;
 use crate::crypto::{seal, DataKey, FieldKeys, Keypair, SealedField};
 use crate::ids::{ChainId, GrantId, HolderId, ItemId, LicenceId, MemberId, Timestamp};
-use crate::tx::{Grant, Issue, Payload, TxBody, Use};
+use crate::tx::{Govern, Grant, Issue, Payload, TxBody, Use};
 
 /// A field value given by name that the licence type does not define.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +128,10 @@ pub fn grant<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> TxBody {
     let keys = FieldKeys::for_mask(data_key, &licence, terms.fields);
+    grant_body(ctx, licence, terms, seal(recipient, &keys.to_bytes(), rng))
+}
+
+fn grant_body(ctx: TxContext, licence: LicenceId, terms: GrantTerms, envelope: Vec<u8>) -> TxBody {
     TxBody {
         chain: ctx.chain,
         nonce: ctx.nonce,
@@ -139,9 +144,28 @@ pub fn grant<R: RngCore + CryptoRng>(
             not_before: terms.not_before,
             not_after: terms.not_after,
             max_uses: terms.max_uses,
-            envelope: seal(recipient, &keys.to_bytes(), rng),
+            envelope,
         }),
     }
+}
+
+/// Build a grant whose field keys only the authorisation service can release, and only the
+/// grantee can then open (two layers, see [`crate::release`]): the shape that keeps DESIGN P3,
+/// trace before access.
+#[allow(clippy::too_many_arguments)]
+pub fn grant_for_release<R: RngCore + CryptoRng>(
+    ctx: TxContext,
+    licence: LicenceId,
+    data_key: &DataKey,
+    terms: GrantTerms,
+    grantee_key: &[u8; 32],
+    service_key: &[u8; 32],
+    rng: &mut R,
+) -> TxBody {
+    let keys = FieldKeys::for_mask(data_key, &licence, terms.fields);
+    let envelope =
+        crate::release::seal_for_release(&keys, licence, terms.grantee, terms.fields, grantee_key, service_key, rng);
+    grant_body(ctx, licence, terms, envelope)
 }
 
 /// Build a use of granted fields.
@@ -152,6 +176,11 @@ pub fn use_fields(ctx: TxContext, grant: GrantId, fields: u64) -> TxBody {
         valid_until: ctx.valid_until,
         payload: Payload::Use(Use { grant, fields }),
     }
+}
+
+/// Build a governance transaction for the meta chain; `admin_k` distinct admin members sign it.
+pub fn govern(ctx: TxContext, action: Govern) -> TxBody {
+    TxBody { chain: ctx.chain, nonce: ctx.nonce, valid_until: ctx.valid_until, payload: Payload::Govern(action) }
 }
 
 /// A bit mask from field names.

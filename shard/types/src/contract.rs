@@ -3,7 +3,8 @@
 //! A contract says what a licence type holds (field schema), who may issue it, whose
 //! endorsement issuance needs (k of n members), how long it may be valid, and which service
 //! items may ask for which of its fields. The whole set is a [`Consortium`], built from a
-//! profile file (see [`crate::profile`]) and, later, maintained by governance transactions.
+//! profile file (see [`crate::profile`]) and maintained on the meta chain by governance
+//! transactions, which need the signatures of `admin_k` distinct admin members.
 
 use std::collections::HashMap;
 
@@ -162,6 +163,9 @@ pub struct Consortium {
     pub licence_types: Vec<LicenceType>,
     /// Service items by id order.
     pub items: Vec<Item>,
+    /// Distinct admin members whose signatures a governance transaction needs, 1 to the number
+    /// of admins. Change it with [`Consortium::with_admin_k`], which checks that range.
+    pub admin_k: u16,
     by_key: HashMap<PublicKey, MemberId>,
 }
 
@@ -192,7 +196,8 @@ pub enum ConsortiumError {
 }
 
 impl Consortium {
-    /// Assemble and check a consortium.
+    /// Assemble and check a consortium. It needs at least one admin member; governance needs a
+    /// majority of the admins (`n / 2 + 1`) until [`Consortium::with_admin_k`] says otherwise.
     pub fn new(
         name: String,
         members: Vec<Member>,
@@ -203,10 +208,20 @@ impl Consortium {
             if m.id.0 as usize != i + 1 {
                 return Err(ConsortiumError::Ids { what: "member", found: m.id.0, position: i + 1 });
             }
+            if members[..i].iter().any(|o| o.code == m.code) {
+                return Err(ConsortiumError::Invalid(format!("two members have the code {}", m.code)));
+            }
+        }
+        let admins = members.iter().filter(|m| m.admin).count();
+        if admins == 0 {
+            return Err(ConsortiumError::Invalid("a consortium needs at least one admin member".into()));
         }
         for (i, t) in licence_types.iter().enumerate() {
             if t.id.0 as usize != i + 1 {
                 return Err(ConsortiumError::Ids { what: "licence type", found: t.id.0, position: i + 1 });
+            }
+            if licence_types[..i].iter().any(|o| o.code == t.code) {
+                return Err(ConsortiumError::Invalid(format!("two licence types have the code {}", t.code)));
             }
             if t.fields.is_empty() || t.fields.len() > MAX_FIELDS {
                 return Err(ConsortiumError::Invalid(format!("{} has {} fields (1..=64)", t.code, t.fields.len())));
@@ -243,7 +258,24 @@ impl Consortium {
                 return Err(ConsortiumError::SharedKey { a: other, b: m.id });
             }
         }
-        Ok(Self { name, members, licence_types, items, by_key })
+        let admin_k = (admins / 2 + 1) as u16;
+        Ok(Self { name, members, licence_types, items, admin_k, by_key })
+    }
+
+    /// The same consortium with governance needing `admin_k` distinct admins; refused unless
+    /// `1 <= admin_k <= ` the number of admins.
+    pub fn with_admin_k(mut self, admin_k: u16) -> Result<Self, ConsortiumError> {
+        let admins = self.admins().count();
+        if admin_k == 0 || admin_k as usize > admins {
+            return Err(ConsortiumError::Invalid(format!("admin_k {admin_k} is outside 1..={admins} (the admins)")));
+        }
+        self.admin_k = admin_k;
+        Ok(self)
+    }
+
+    /// The admin members, by id order.
+    pub fn admins(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.admin)
     }
 
     /// The member with this id.
@@ -303,37 +335,101 @@ const FIELD_KINDS: [FieldKind; 4] = [FieldKind::Text, FieldKind::Date, FieldKind
 const HOLDER_KINDS: [HolderKind; 2] = [HolderKind::Person, HolderKind::Enterprise];
 const ITEM_KINDS: [ItemKind; 2] = [ItemKind::Enterprise, ItemKind::Personal];
 
+impl Encode for Member {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.id);
+        put_str(w, &self.code);
+        put_str(w, &self.name);
+        w.u8(index_of(&MEMBER_KINDS, &self.kind));
+        w.bool(self.admin);
+        w.put(&self.signing_key);
+        w.raw(&self.encryption_key);
+    }
+}
+
+impl Decode for Member {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Member {
+            id: r.get()?,
+            code: get_str(r, "member code")?,
+            name: get_str(r, "member name")?,
+            kind: tag(r, "member kind", &MEMBER_KINDS)?,
+            admin: r.bool("admin")?,
+            signing_key: r.get()?,
+            encryption_key: r.array("encryption key")?,
+        })
+    }
+}
+
+impl Encode for LicenceType {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.id);
+        put_str(w, &self.code);
+        put_str(w, &self.name);
+        w.u32(self.version);
+        w.u8(index_of(&HOLDER_KINDS, &self.holder));
+        put_ids(w, &self.issuers);
+        w.u8(self.endorse_k);
+        put_ids(w, &self.endorsers);
+        w.u32(self.max_validity_days);
+        w.bool(self.renewable);
+        w.u32(self.fields.len() as u32);
+        for f in &self.fields {
+            put_str(w, &f.name);
+            w.u8(index_of(&FIELD_KINDS, &f.kind));
+            w.bool(f.required);
+        }
+    }
+}
+
+impl Decode for LicenceType {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let id = r.get()?;
+        let code = get_str(r, "type code")?;
+        let name = get_str(r, "type name")?;
+        let version = r.u32("version")?;
+        let holder = tag(r, "holder kind", &HOLDER_KINDS)?;
+        let issuers = r.seq("issuers", u16::MAX as usize)?;
+        let endorse_k = r.u8("endorse k")?;
+        let endorsers = r.seq("endorsers", u16::MAX as usize)?;
+        let max_validity_days = r.u32("max validity")?;
+        let renewable = r.bool("renewable")?;
+        let nf = r.len("fields", MAX_FIELDS)?;
+        let mut fields = Vec::with_capacity(nf);
+        for _ in 0..nf {
+            fields.push(FieldSpec {
+                name: get_str(r, "field name")?,
+                kind: tag(r, "field kind", &FIELD_KINDS)?,
+                required: r.bool("required")?,
+            });
+        }
+        Ok(LicenceType {
+            id,
+            code,
+            name,
+            version,
+            holder,
+            issuers,
+            endorse_k,
+            endorsers,
+            max_validity_days,
+            renewable,
+            fields,
+        })
+    }
+}
+
 impl Encode for Consortium {
     fn encode(&self, w: &mut Writer) {
         put_str(w, &self.name);
         w.u32(self.members.len() as u32);
         for m in &self.members {
-            w.put(&m.id);
-            put_str(w, &m.code);
-            put_str(w, &m.name);
-            w.u8(index_of(&MEMBER_KINDS, &m.kind));
-            w.bool(m.admin);
-            w.put(&m.signing_key);
-            w.raw(&m.encryption_key);
+            w.put(m);
         }
+        w.u16(self.admin_k);
         w.u32(self.licence_types.len() as u32);
         for t in &self.licence_types {
-            w.put(&t.id);
-            put_str(w, &t.code);
-            put_str(w, &t.name);
-            w.u32(t.version);
-            w.u8(index_of(&HOLDER_KINDS, &t.holder));
-            put_ids(w, &t.issuers);
-            w.u8(t.endorse_k);
-            put_ids(w, &t.endorsers);
-            w.u32(t.max_validity_days);
-            w.bool(t.renewable);
-            w.u32(t.fields.len() as u32);
-            for f in &t.fields {
-                put_str(w, &f.name);
-                w.u8(index_of(&FIELD_KINDS, &f.kind));
-                w.bool(f.required);
-            }
+            w.put(t);
         }
         w.u32(self.items.len() as u32);
         for it in &self.items {
@@ -356,51 +452,13 @@ impl Decode for Consortium {
         let n = r.len("members", u16::MAX as usize)?;
         let mut members = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            members.push(Member {
-                id: r.get()?,
-                code: get_str(r, "member code")?,
-                name: get_str(r, "member name")?,
-                kind: tag(r, "member kind", &MEMBER_KINDS)?,
-                admin: r.bool("admin")?,
-                signing_key: r.get()?,
-                encryption_key: r.array("encryption key")?,
-            });
+            members.push(r.get()?);
         }
+        let admin_k = r.u16("admin k")?;
         let n = r.len("licence types", u16::MAX as usize)?;
         let mut licence_types = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            let id = r.get()?;
-            let code = get_str(r, "type code")?;
-            let name = get_str(r, "type name")?;
-            let version = r.u32("version")?;
-            let holder = tag(r, "holder kind", &HOLDER_KINDS)?;
-            let issuers = r.seq("issuers", u16::MAX as usize)?;
-            let endorse_k = r.u8("endorse k")?;
-            let endorsers = r.seq("endorsers", u16::MAX as usize)?;
-            let max_validity_days = r.u32("max validity")?;
-            let renewable = r.bool("renewable")?;
-            let nf = r.len("fields", MAX_FIELDS)?;
-            let mut fields = Vec::with_capacity(nf);
-            for _ in 0..nf {
-                fields.push(FieldSpec {
-                    name: get_str(r, "field name")?,
-                    kind: tag(r, "field kind", &FIELD_KINDS)?,
-                    required: r.bool("required")?,
-                });
-            }
-            licence_types.push(LicenceType {
-                id,
-                code,
-                name,
-                version,
-                holder,
-                issuers,
-                endorse_k,
-                endorsers,
-                max_validity_days,
-                renewable,
-                fields,
-            });
+            licence_types.push(r.get()?);
         }
         let n = r.len("items", u16::MAX as usize)?;
         let mut items = Vec::with_capacity(n.min(4096));
@@ -417,6 +475,7 @@ impl Decode for Consortium {
             items.push(Item { id, code, name, kind, needs });
         }
         Consortium::new(name, members, licence_types, items)
+            .and_then(|c| c.with_admin_k(admin_k))
             .map_err(|_| CodecError::NonCanonical { what: "consortium", why: "fails its structural checks" })
     }
 }

@@ -42,6 +42,8 @@ pub mod domain {
     pub const SEAL: &str = "elchain 2026 sealed box v1";
     /// Replica signatures over block headers (checkpoints).
     pub const CHECKPOINT: &str = "elchain 2026 checkpoint v1";
+    /// A holder's signature over a router challenge (reads of their own data).
+    pub const HOLDER_QUERY: &str = "elchain 2026 holder query v1";
     /// Development keys derived from a name.
     pub const DEV_KEY: &str = "elchain 2026 development key v1";
 }

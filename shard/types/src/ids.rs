@@ -149,6 +149,16 @@ int_id!(
     u64
 );
 
+impl ChainId {
+    /// The meta chain: consortium governance, never licences.
+    pub const META: ChainId = ChainId(0);
+
+    /// True for the meta chain.
+    pub fn is_meta(self) -> bool {
+        self == Self::META
+    }
+}
+
 impl Timestamp {
     /// One day in milliseconds.
     pub const DAY_MS: u64 = 86_400_000;

@@ -16,8 +16,10 @@
 //! - [`crypto`]: keys, sealed boxes, field encryption and commitments.
 //! - [`contract`] and [`profile`]: licence types, members, service items.
 //! - [`block`]: headers, blocks and Merkle proofs.
-//! - [`client`]: builders that seal plaintext into issuance, grant and use bodies.
+//! - [`shardmap`]: placement of licences on chains, and the meta chain's chain directory.
+//! - [`client`]: builders that seal plaintext into issuance, grant, use and governance bodies.
 //! - [`reason`]: stable rejection codes.
+//! - [`release`]: two-layer grant envelopes released against a recorded use (trace before access).
 
 pub mod block;
 pub mod client;
@@ -27,6 +29,8 @@ pub mod crypto;
 pub mod ids;
 pub mod profile;
 pub mod reason;
+pub mod release;
+pub mod shardmap;
 pub mod tx;
 pub mod verify;
 
@@ -36,4 +40,5 @@ pub use contract::Consortium;
 pub use crypto::{Keypair, PublicKey};
 pub use ids::{ChainId, GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
 pub use reason::{Outcome, RejectCode};
-pub use tx::{Payload, SignedTx, TxBody};
+pub use shardmap::{ChainInfo, ShardMap};
+pub use tx::{Govern, Payload, SignedTx, TxBody};

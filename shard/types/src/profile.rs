@@ -37,6 +37,10 @@ pub struct ProfileHeader {
     pub name: String,
     /// Profile version.
     pub version: u32,
+    /// Distinct admin members whose signatures a governance transaction needs; a majority of
+    /// the admins when absent.
+    #[serde(default)]
+    pub admin_k: Option<u16>,
 }
 
 /// `[[members]]`.
@@ -295,7 +299,11 @@ impl Profile {
                 needs,
             });
         }
-        Ok(Consortium::new(self.profile.name.clone(), members, licence_types, items)?)
+        let consortium = Consortium::new(self.profile.name.clone(), members, licence_types, items)?;
+        Ok(match self.profile.admin_k {
+            Some(k) => consortium.with_admin_k(k)?,
+            None => consortium,
+        })
     }
 
     /// The consortium with development keys for every member.
@@ -348,6 +356,28 @@ mod tests {
         p.licence_types[0].issuers = vec!["no-such-bureau".into()];
         let err = p.into_dev_consortium().unwrap_err().to_string();
         assert!(err.contains("no-such-bureau"), "{err}");
+    }
+
+    #[test]
+    fn admin_threshold_comes_from_the_profile_or_is_a_majority() {
+        let c = Profile::sample().into_dev_consortium().unwrap();
+        assert_eq!((c.admins().count(), c.admin_k), (5, 3));
+        let mut p = Profile::sample();
+        p.profile.admin_k = None;
+        p.members.iter_mut().filter(|m| m.admin).take(1).for_each(|m| m.admin = false);
+        let c = p.into_dev_consortium().unwrap();
+        assert_eq!((c.admins().count(), c.admin_k), (4, 3), "a majority of four is three");
+        for k in [0, 6] {
+            let text = SAMPLE_PROFILE.replace("admin_k = 3", &format!("admin_k = {k}"));
+            let err = Profile::parse(&text).unwrap().into_dev_consortium().unwrap_err().to_string();
+            assert!(err.contains("admin_k"), "{err}");
+        }
+        let c = Profile::sample().into_dev_consortium().unwrap();
+        assert_eq!(c.clone().with_admin_k(5).unwrap().admin_k, 5);
+        let mut none = Profile::sample();
+        none.members.iter_mut().for_each(|m| m.admin = false);
+        none.profile.admin_k = None;
+        assert!(none.into_dev_consortium().unwrap_err().to_string().contains("admin"));
     }
 
     #[test]

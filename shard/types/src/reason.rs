@@ -111,6 +111,19 @@ reject_codes! {
     FieldNotGranted = 32, "field_not_granted";
     /// This document digest is already attested.
     AttestationExists = 33, "attestation_exists";
+    /// A governance transaction on a licence chain: only the meta chain (0) takes them.
+    MetaChainOnly = 34, "meta_chain_only";
+    /// A licence, grant, use or attestation transaction on the meta chain (0).
+    NotOnMetaChain = 35, "not_on_meta_chain";
+    /// Fewer than the consortium's `admin_k` distinct admin members signed.
+    AdminQuorum = 36, "admin_quorum";
+    /// A shard-map version that is not the current one plus 1, or a licence-type version not
+    /// above the current one.
+    StaleVersion = 37, "stale_version";
+    /// The governance action breaks a rule: a shard map that does not validate or names an
+    /// unregistered chain, a bad member or licence-type id, a bad parameter name, a certificate
+    /// already revoked, and the like.
+    InvalidGovernance = 38, "invalid_governance";
 }
 
 impl fmt::Display for RejectCode {

@@ -9,9 +9,11 @@
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::{CodecError, Decode, Encode, Reader, Writer};
+use crate::contract::{LicenceType, Member};
 use crate::crypto::{domain, hash, Keypair, PublicKey, SealedField, MAX_FIELDS};
 use crate::ids::{ChainId, GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
 use crate::reason::RejectCode;
+use crate::shardmap::{ChainInfo, ShardMap};
 
 /// Hard limits of the protocol. Anything larger is refused before it is looked at further.
 pub mod limits {
@@ -27,6 +29,10 @@ pub mod limits {
     pub const MAX_TX_WINDOW_MS: u64 = 60 * 60 * 1000;
     /// Longest grant window.
     pub const MAX_GRANT_WINDOW_MS: u64 = 366 * 86_400_000;
+    /// Longest governance parameter name.
+    pub const MAX_PARAM_NAME: usize = 32;
+    /// Longest certificate serial number, in bytes (RFC 5280 allows 20).
+    pub const MAX_SERIAL: usize = 20;
 }
 
 const BODY_VERSION: u8 = 1;
@@ -54,6 +60,8 @@ pub enum Payload {
     Use(Use),
     /// Notarise a document digest (a member signs).
     Attest(Attest),
+    /// Change consortium governance on the meta chain (`admin_k` distinct admins sign).
+    Govern(Govern),
 }
 
 /// Issue a licence.
@@ -148,6 +156,113 @@ pub struct Attest {
     pub digest: Hash32,
     /// The member's own document kind code.
     pub kind: u16,
+}
+
+/// A governance action, valid on the meta chain (chain 0) only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Govern {
+    /// Replace the shard map: its version must be the current one plus 1 (the first is 1), it
+    /// must pass [`ShardMap::validate`], and every chain it names must be in the directory.
+    ShardMap(ShardMap),
+    /// Register a chain in the directory, or replace its replica list.
+    Chain(ChainInfo),
+    /// Add a member (id = number of members + 1) or replace one (same id): key rotation, admin
+    /// flag. No two members may share a signing key.
+    Member(Member),
+    /// Add a licence type (id = number of types + 1) or a new version of one (higher version,
+    /// same code).
+    LicenceType(LicenceType),
+    /// Set a parameter. `admin_k` is reserved: it sets the consortium's admin threshold.
+    Param {
+        /// `[a-z0-9_]{1,32}`, see [`is_param_name`].
+        name: String,
+        /// The value.
+        value: u64,
+    },
+    /// Revoke a member or node certificate; revoking one already revoked is refused.
+    RevokeCertificate {
+        /// The certificate's serial number, 1 to [`limits::MAX_SERIAL`] bytes.
+        serial: Vec<u8>,
+        /// The CRL reason code (RFC 5280), recorded as is.
+        reason: u8,
+    },
+}
+
+/// The name of the parameter that sets the consortium's admin threshold.
+pub const ADMIN_K_PARAM: &str = "admin_k";
+
+/// True when `name` is a parameter name: 1 to 32 of `a`–`z`, `0`–`9` and `_`.
+pub fn is_param_name(name: &str) -> bool {
+    (1..=limits::MAX_PARAM_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Govern {
+    /// A short stable name of the action, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Govern::ShardMap(_) => "shard_map",
+            Govern::Chain(_) => "chain",
+            Govern::Member(_) => "member",
+            Govern::LicenceType(_) => "licence_type",
+            Govern::Param { .. } => "param",
+            Govern::RevokeCertificate { .. } => "revoke_certificate",
+        }
+    }
+}
+
+impl Encode for Govern {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Govern::ShardMap(m) => {
+                w.u8(1);
+                w.put(m);
+            }
+            Govern::Chain(c) => {
+                w.u8(2);
+                w.put(c);
+            }
+            Govern::Member(m) => {
+                w.u8(3);
+                w.put(m);
+            }
+            Govern::LicenceType(t) => {
+                w.u8(4);
+                w.put(t);
+            }
+            Govern::Param { name, value } => {
+                w.u8(5);
+                w.bytes(name.as_bytes());
+                w.u64(*value);
+            }
+            Govern::RevokeCertificate { serial, reason } => {
+                w.u8(6);
+                w.bytes(serial);
+                w.u8(*reason);
+            }
+        }
+    }
+}
+
+impl Decode for Govern {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(match r.u8("governance kind")? {
+            1 => Govern::ShardMap(r.get()?),
+            2 => Govern::Chain(r.get()?),
+            3 => Govern::Member(r.get()?),
+            4 => Govern::LicenceType(r.get()?),
+            5 => Govern::Param {
+                name: String::from_utf8(r.bytes("param name", limits::MAX_PARAM_NAME)?.to_vec())
+                    .map_err(|_| CodecError::NonCanonical { what: "param name", why: "not UTF-8" })?,
+                value: r.u64("param value")?,
+            },
+            6 => Govern::RevokeCertificate {
+                serial: r.bytes("certificate serial", limits::MAX_SERIAL)?.to_vec(),
+                reason: r.u8("revocation reason")?,
+            },
+            tag => return Err(CodecError::UnknownTag { what: "governance kind", tag }),
+        })
+    }
 }
 
 /// The signed part of a transaction.
@@ -431,6 +546,10 @@ impl Encode for Payload {
                 w.put(&p.digest);
                 w.u16(p.kind);
             }
+            Payload::Govern(g) => {
+                w.u8(11);
+                w.put(g);
+            }
         }
     }
 }
@@ -469,6 +588,7 @@ impl Decode for Payload {
             8 => Payload::RevokeGrant(RevokeGrant { grant: r.get()? }),
             9 => Payload::Use(Use { grant: r.get()?, fields: r.u64("field mask")? }),
             10 => Payload::Attest(Attest { digest: r.get()?, kind: r.u16("document kind")? }),
+            11 => Payload::Govern(r.get()?),
             tag => return Err(CodecError::UnknownTag { what: "payload kind", tag }),
         })
     }
@@ -488,6 +608,7 @@ impl Payload {
             Payload::RevokeGrant(_) => "revoke_grant",
             Payload::Use(_) => "use",
             Payload::Attest(_) => "attest",
+            Payload::Govern(_) => "govern",
         }
     }
 }

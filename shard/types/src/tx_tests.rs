@@ -181,3 +181,180 @@ proptest! {
         prop_assert_eq!(back, tx);
     }
 }
+
+// ---- governance ----
+
+fn sample_member() -> crate::contract::Member {
+    crate::contract::Member {
+        id: MemberId(61),
+        code: "new-bureau".into(),
+        name: "New Bureau".into(),
+        kind: crate::contract::MemberKind::CityBureau,
+        admin: true,
+        signing_key: Keypair::dev("new-bureau").public(),
+        encryption_key: [7; 32],
+    }
+}
+
+fn sample_licence_type() -> crate::contract::LicenceType {
+    use crate::contract::{FieldKind, FieldSpec, HolderKind};
+    crate::contract::LicenceType {
+        id: LicenceTypeId(8),
+        code: "fishing_permit".into(),
+        name: "Fishing permit".into(),
+        version: 2,
+        holder: HolderKind::Person,
+        issuers: vec![MemberId(3)],
+        endorse_k: 1,
+        endorsers: vec![MemberId(4), MemberId(5)],
+        max_validity_days: 365,
+        renewable: true,
+        fields: vec![
+            FieldSpec { name: "full_name".into(), kind: FieldKind::Text, required: true },
+            FieldSpec { name: "waters".into(), kind: FieldKind::Text, required: false },
+        ],
+    }
+}
+
+fn all_governance() -> Vec<Govern> {
+    use crate::shardmap::ReplicaInfo;
+    vec![
+        Govern::ShardMap(ShardMap::even(&[ChainId(1), ChainId(2)], 4096).unwrap()),
+        Govern::Chain(ChainInfo {
+            id: ChainId(2),
+            replicas: vec![
+                ReplicaInfo { node: 1, addr: "10.0.0.1:7000".into() },
+                ReplicaInfo { node: 2, addr: "10.0.0.2:7000".into() },
+            ],
+        }),
+        Govern::Member(sample_member()),
+        Govern::LicenceType(sample_licence_type()),
+        Govern::Param { name: "max_block_txs".into(), value: 5000 },
+        Govern::RevokeCertificate { serial: vec![0x12, 0x34], reason: 1 },
+    ]
+}
+
+#[test]
+fn every_governance_action_round_trips_byte_for_byte() {
+    for g in all_governance() {
+        let tx = signed(Payload::Govern(g.clone()), &["a", "b", "c"]);
+        let bytes = tx.to_bytes();
+        let back = SignedTx::decode_wire(&bytes).unwrap();
+        assert_eq!(back, tx);
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(Govern::from_bytes(&g.to_bytes()).unwrap(), g);
+        assert_eq!(back.body().payload.kind(), "govern");
+    }
+}
+
+#[test]
+fn golden_bytes_of_a_governance_transaction() {
+    // Changing this encoding changes the id of every governance transaction: it must be deliberate.
+    let body = TxBody {
+        chain: ChainId(0),
+        nonce: 7,
+        valid_until: Timestamp(99),
+        payload: Payload::Govern(Govern::Param { name: "fee".into(), value: 42 }),
+    };
+    let tx = body.seal().done();
+    let expected_body = concat!(
+        "01",               // body version
+        "00000000",         // chain 0, the meta chain
+        "0700000000000000", // nonce 7
+        "6300000000000000", // valid_until 99
+        "0b",               // payload kind: govern
+        "05",               // governance kind: param
+        "03000000",         // name length
+        "666565",           // "fee"
+        "2a00000000000000", // value 42
+    );
+    assert_eq!(hex::encode(tx.body_bytes()), expected_body);
+    assert_eq!(tx.id().to_hex(), "57d6908a10ca7a454aac2140ed2ee952f2a8b855129d8f29b1c7852926b93ec5");
+    let revoke = Govern::RevokeCertificate { serial: vec![0xab, 0xcd], reason: 4 };
+    assert_eq!(hex::encode(revoke.to_bytes()), "0602000000abcd04");
+}
+
+#[test]
+fn governance_limits_are_enforced_by_the_decoder() {
+    let long_name = Govern::Param { name: "a".repeat(limits::MAX_PARAM_NAME + 1), value: 1 };
+    assert!(matches!(Govern::from_bytes(&long_name.to_bytes()), Err(CodecError::TooLong { .. })));
+    let long_serial = Govern::RevokeCertificate { serial: vec![1; limits::MAX_SERIAL + 1], reason: 0 };
+    assert!(matches!(Govern::from_bytes(&long_serial.to_bytes()), Err(CodecError::TooLong { .. })));
+    assert!(matches!(Govern::from_bytes(&[7]), Err(CodecError::UnknownTag { what: "governance kind", tag: 7 })));
+    let mut not_utf8 = Govern::Param { name: "ab".into(), value: 1 }.to_bytes();
+    not_utf8[5] = 0xff;
+    assert!(matches!(Govern::from_bytes(&not_utf8), Err(CodecError::NonCanonical { .. })));
+    // The largest shard map still fits one transaction with every signature.
+    let rules = (0..crate::shardmap::MAX_RULES as u32)
+        .map(|i| crate::shardmap::Rule { licence_type: Some(LicenceTypeId(7)), buckets: i..i + 1, chain: ChainId(9) })
+        .collect();
+    let map = ShardMap { version: 1, buckets: 4096, rules };
+    let signers: Vec<String> = (0..limits::MAX_SIGNATURES).map(|i| format!("admin-{i}")).collect();
+    let refs: Vec<&str> = signers.iter().map(String::as_str).collect();
+    let tx = signed(Payload::Govern(Govern::ShardMap(map)), &refs);
+    assert!(SignedTx::decode_wire(&tx.to_bytes()).is_ok());
+}
+
+#[test]
+fn param_names_are_lower_snake_case_up_to_32() {
+    for ok in ["a", "admin_k", "max_block_txs", "x2", &"z".repeat(32)] {
+        assert!(is_param_name(ok), "{ok}");
+    }
+    for bad in ["", "Admin", "a-b", "a b", "é", &"z".repeat(33)] {
+        assert!(!is_param_name(bad), "{bad}");
+    }
+}
+
+fn govern_strategy() -> impl Strategy<Value = Govern> {
+    use crate::shardmap::{ReplicaInfo, Rule};
+    let rule = (proptest::option::of(any::<u16>()), any::<u32>(), any::<u32>(), any::<u32>())
+        .prop_map(|(t, a, b, c)| Rule { licence_type: t.map(LicenceTypeId), buckets: a..b, chain: ChainId(c) });
+    let map = (any::<u64>(), any::<u32>(), proptest::collection::vec(rule, 0..20))
+        .prop_map(|(version, buckets, rules)| Govern::ShardMap(ShardMap { version, buckets, rules }));
+    let chain = (any::<u32>(), proptest::collection::btree_set(any::<u64>(), 0..16), "[0-9.:]{0,64}").prop_map(
+        |(id, nodes, addr)| {
+            Govern::Chain(ChainInfo {
+                id: ChainId(id),
+                replicas: nodes.into_iter().map(|node| ReplicaInfo { node, addr: addr.clone() }).collect(),
+            })
+        },
+    );
+    let param = ("[a-z0-9_]{0,32}", any::<u64>()).prop_map(|(name, value)| Govern::Param { name, value });
+    let revoke = (proptest::collection::vec(any::<u8>(), 0..=20), any::<u8>())
+        .prop_map(|(serial, reason)| Govern::RevokeCertificate { serial, reason });
+    let member = (any::<u16>(), any::<bool>(), "[a-z-]{0,40}").prop_map(|(id, admin, code)| {
+        Govern::Member(crate::contract::Member { id: MemberId(id), admin, code, ..sample_member() })
+    });
+    let ty = (any::<u16>(), any::<u32>(), any::<u8>()).prop_map(|(id, version, endorse_k)| {
+        Govern::LicenceType(crate::contract::LicenceType {
+            id: LicenceTypeId(id),
+            version,
+            endorse_k,
+            ..sample_licence_type()
+        })
+    });
+    prop_oneof![map, chain, param, revoke, member, ty]
+}
+
+proptest! {
+    #[test]
+    fn governance_round_trips(g in govern_strategy(), nonce in any::<u64>()) {
+        let body = TxBody { chain: ChainId(0), nonce, valid_until: Timestamp(5), payload: Payload::Govern(g) };
+        let tx = body.seal().sign(&Keypair::dev("admin")).done();
+        let bytes = tx.to_bytes();
+        let back = SignedTx::decode_wire(&bytes).unwrap();
+        prop_assert_eq!(back.to_bytes(), bytes);
+        prop_assert_eq!(back, tx);
+    }
+
+    #[test]
+    fn mutated_governance_bytes_decode_to_canonical_form_or_fail(g in govern_strategy(), idx in any::<usize>(),
+                                                                 bit in 0u8..8) {
+        let mut m = g.to_bytes();
+        let i = idx % m.len();
+        m[i] ^= 1 << bit;
+        if let Ok(back) = Govern::from_bytes(&m) {
+            prop_assert_eq!(back.to_bytes(), m);
+        }
+    }
+}
