@@ -268,7 +268,7 @@ fn admit(app: &App, view: &View, hex_tx: &str) -> ApiResult<(u32, Vec<u8>, Signe
     let raw = hex::decode(hex_tx.trim())
         .map_err(|_| Problem::bad_request("malformed", "the transaction must be hex of its canonical encoding"))?;
     let tx = SignedTx::decode_wire(&raw)
-        .map_err(|code| Problem::rejected(code, format!("the transaction does not decode ({})", code.as_str())))?;
+        .map_err(|code| Problem::rejected(code, format!("the transaction does not decode: {}", code.describe())))?;
     let chain = tx.body().chain.0;
     if !view.knows_chain(chain) {
         return Err(Problem::not_found("unknown_chain", format!("chain {chain} is not in the chain directory"))
@@ -362,7 +362,7 @@ async fn submit(State(app): Shared, JsonBody(req): JsonBody<SubmitRequest>) -> A
                 }
                 ReceiptStatus::Rejected { .. } => format!("refused by chain {chain} before any block"),
             };
-            let mut p = Problem::rejected(code, format!("{}: {where_}", code.as_str())).with_tx(id.to_hex());
+            let mut p = Problem::rejected(code, format!("{} ({where_})", code.describe())).with_tx(id.to_hex());
             p.receipt = serde_json::to_value(&json).ok();
             Err(p)
         }

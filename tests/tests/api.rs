@@ -262,6 +262,24 @@ fn bad_input_gets_the_right_problem_and_breaks_nothing() {
     assert!(refused[0].body.contains("rate_limited"));
     assert_eq!(limited.get("/healthz").unwrap().status, 200, "health is not rate limited");
 
+    // The OpenAPI document lists exactly what is served: every documented route answers (with
+    // whatever status its dummy parameters earn), never the fallback's `no_such_route`.
+    let doc: serde_json::Value = serde_json::from_str(&rest.get("/openapi.json").unwrap().body).unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 19, "{:?}", paths.keys());
+    for (path, ops) in paths {
+        let concrete = path.replace("{id}", &"00".repeat(32)).replace("{holder}", &"00".repeat(32));
+        let concrete = concrete.replace("{chain}", "1").replace("{height}", "1");
+        for method in ops.as_object().unwrap().keys() {
+            let a = match method.as_str() {
+                "get" => rest.get(&concrete).unwrap(),
+                "post" => rest.post(&concrete, "{}").unwrap(),
+                other => panic!("undocumented method {other}"),
+            };
+            assert!(!a.body.contains("no_such_route"), "{method} {path} is documented but not served");
+        }
+    }
+
     // Nothing crashed: the router and every node still serve, and stop cleanly.
     assert_eq!(rest.get("/healthz").unwrap().status, 200);
     assert_eq!(rest.licence(&d.issue("resident_id_card", &holder).licence).unwrap().status, "active");

@@ -172,3 +172,43 @@ fn ca_commands_issue_and_revoke_certificates() {
     ok(&["ca", "revoke", "--ca", ca_s, "--cert", certs.join("node-5.pem").to_str().unwrap()]);
     assert_ne!(std::fs::read(ca.join("crl.pem")).unwrap(), crl_before, "the CRL was re-signed");
 }
+
+#[test]
+fn the_readme_curl_examples_work_against_elchain_dev() {
+    use std::process::{Command, Stdio};
+    let readme = include_str!("../../README.md");
+    let block = readme.split("### Talking to it").nth(1).expect("the README's curl section");
+    let block = block.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    let lines: Vec<&str> = block.lines().map(str::trim).filter(|l| l.starts_with("curl ")).collect();
+    assert!(lines.len() >= 8, "{lines:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = elchain_tests::deployment::free_http();
+    let mut dev = Command::new(elchain_tests::elchain_bin())
+        .args(["dev", "--data-dir", "d", "--quic-port", "0", "--http", &http.to_string()])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rest = elchain_router::rest::RestClient::new(&format!("http://{http}"), std::time::Duration::from_secs(10));
+    let healthy = elchain_router::rest::wait_healthy(&rest, std::time::Duration::from_secs(120));
+    if let Err(e) = healthy {
+        let _ = dev.kill();
+        panic!("elchain dev never served: {e}");
+    }
+    for line in lines {
+        let line = line.replace("127.0.0.1:8080", &http.to_string());
+        let out = Command::new("sh").args(["-c", &line]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{line}: {}", stderr(&out));
+        let status =
+            Command::new("sh").args(["-c", &format!("{line} -o /dev/null -w '%{{http_code}}'")]).output().unwrap();
+        let expected = if line.contains("-X POST") { "400" } else { "200" };
+        assert_eq!(String::from_utf8_lossy(&status.stdout), expected, "{line}");
+    }
+    // Ctrl-C (SIGTERM here) stops the router and every node cleanly.
+    Command::new("kill").args(["-TERM", &dev.id().to_string()]).status().unwrap();
+    let status = dev.wait().unwrap();
+    assert!(status.success(), "elchain dev did not stop cleanly: {status}");
+}

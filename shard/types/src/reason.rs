@@ -9,12 +9,12 @@ use std::fmt;
 use crate::codec::{CodecError, Decode, Encode, Reader, Writer};
 
 macro_rules! reject_codes {
-    ($($(#[$doc:meta])* $variant:ident = $num:literal, $name:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $variant:ident = $num:literal, $name:literal;)*) => {
         /// Why a transaction had no effect.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
         pub enum RejectCode {
-            $($(#[$doc])* $variant = $num,)*
+            $($(#[doc = $doc])* $variant = $num,)*
         }
 
         impl RejectCode {
@@ -24,6 +24,11 @@ macro_rules! reject_codes {
             /// The stable snake_case name used in APIs and logs.
             pub fn as_str(self) -> &'static str {
                 match self { $(RejectCode::$variant => $name,)* }
+            }
+
+            /// What the code means, in a sentence (its documentation).
+            pub fn describe(self) -> &'static str {
+                match self { $(RejectCode::$variant => concat!($($doc),*).trim_ascii(),)* }
             }
 
             /// The stable number stored on chain.
@@ -185,6 +190,15 @@ impl Decode for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_says_what_it_means() {
+        for c in RejectCode::ALL {
+            let d = c.describe();
+            assert!(d.len() > 10 && !d.starts_with(' ') && !d.contains("  "), "{c:?}: {d:?}");
+        }
+        assert_eq!(RejectCode::Replay.describe(), "This transaction id was already accepted.");
+    }
 
     #[test]
     fn codes_round_trip_by_number_and_name() {
