@@ -118,6 +118,7 @@ fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(chains))
         .routes(routes!(shard_map))
         .routes(routes!(placement))
+        .routes(routes!(consortium))
         .routes(routes!(members))
         .routes(routes!(contracts))
         .routes(routes!(items))
@@ -892,6 +893,23 @@ async fn placement(State(app): Shared, Query(p): Query<PlacementParams>) -> ApiR
         chain: map.place(ty.id, &holder).0,
         bucket: elchain_types::shardmap::bucket(&holder, map.buckets),
         shard_map_version: map.version,
+    }))
+}
+
+/// The consortium in brief: name, governance threshold and admins, sizes.
+#[utoipa::path(get, path = "/v1/consortium", tag = "consortium",
+    responses((status = 200, description = "The consortium", body = ConsortiumJson)))]
+async fn consortium(State(app): Shared) -> ApiResult<Json<ConsortiumJson>> {
+    let view = view(&app)?;
+    let c = &view.consortium;
+    Ok(Json(ConsortiumJson {
+        name: c.name.clone(),
+        admin_k: c.admin_k,
+        admins: c.admins().map(|m| m.code.clone()).collect(),
+        members: c.members.len(),
+        licence_types: c.licence_types.len(),
+        items: c.items.len(),
+        meta_height: view.height,
     }))
 }
 

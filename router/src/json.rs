@@ -437,3 +437,22 @@ pub struct HealthJson {
     /// Licence chains known.
     pub chains: Vec<u32>,
 }
+
+/// The consortium in brief.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsortiumJson {
+    /// Profile name.
+    pub name: String,
+    /// Distinct admin signatures a governance transaction needs.
+    pub admin_k: u16,
+    /// Admin member codes.
+    pub admins: Vec<String>,
+    /// Number of members.
+    pub members: usize,
+    /// Number of licence types.
+    pub licence_types: usize,
+    /// Number of service items.
+    pub items: usize,
+    /// Meta-chain height this view was read at.
+    pub meta_height: u64,
+}

@@ -389,6 +389,11 @@ allow_raw_propose = {raw}
         self.nodes[&id].child.as_ref().map(Child::id)
     }
 
+    /// The process id of router `id`, while it runs.
+    pub fn router_pid(&self, id: u64) -> Option<u32> {
+        self.routers.get(&id).and_then(|r| r.child.as_ref()).map(Child::id)
+    }
+
     /// Node `id`'s log so far.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()

@@ -4,7 +4,9 @@ mod admin;
 mod bench;
 mod ca;
 mod client;
+mod clock;
 mod dev;
+mod govern;
 mod keygen;
 mod node;
 mod router;
@@ -52,6 +54,8 @@ enum Command {
     Client(client::Args),
     /// Run a whole local deployment (meta chain, licence chains, router on :8080) on the sample consortium.
     Dev(dev::Args),
+    /// Build, co-sign and submit governance transactions (chains, shard map, parameters) as a consortium admin.
+    Govern(govern::Args),
     /// Generate a key pair (Ed25519 signing + X25519 encryption) for a holder or a member.
     Keygen(keygen::Args),
     /// Run a node: replicas of one or more chains, serving Raft and clients over QUIC with mutual TLS.
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ca(a) => ca::run(a),
         Command::Client(a) => client::run(a),
         Command::Dev(a) => dev::run(a),
+        Command::Govern(a) => govern::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Node(a) => node::run(a),
         Command::Router(a) => router::run(a),
