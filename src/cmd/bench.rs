@@ -1,49 +1,105 @@
 //! `elchain bench`: the end-to-end throughput harness on a local cluster of real node processes.
 //!
 //! ```text
-//!  pre-sign C independent streams ─► start R `elchain node` processes (QUIC, mTLS, redb, fsync)
-//!  C submitters, each: submit a batch ─► wait for its receipts ─► next batch   (closed loop)
-//!  report: committed tx/s, batch submit-to-commit latency p50/p90/p99, node CPU-seconds per tx
+//!  pre-sign S = chains × clients independent streams (all cores) ─► start each chain's R
+//!  `elchain node` processes (QUIC, mTLS, redb, fsync) [─► meta chain + router with --via-router]
+//!  --rate max:  each submitter: submit a batch ─► wait for its receipts ─► next  (closed loop)
+//!  --rate N:    each submitter: a batch every batch/(N/S) s, whether or not earlier ones
+//!               returned (open loop; at most --max-in-flight outstanding, the rest counted late)
+//!  report: offered and committed tx/s, batch latency p50/p90/p99, CPU-seconds per committed tx
 //! ```
+//!
+//! Direct submission goes over QUIC to each chain's leader ([`Client::submit`]); `--via-router`
+//! posts the same batches as JSON to a router's `POST /v1/transactions/batch`.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use elchain_shard::node::rpc::ReceiptStatus;
-use elchain_sim::cluster::{Cluster, ClusterDir, Settings, CHAIN};
-use elchain_sim::Workload;
+use elchain_router::json::BatchResponse;
+use elchain_router::rest::{wait_healthy, RestClient};
+use elchain_shard::node::client::Client;
+use elchain_shard::node::rpc::{Receipt, ReceiptStatus};
+use elchain_sim::cluster::{Cluster, ClusterDir, Settings};
+use elchain_sim::{governance, Workload};
 use elchain_types::codec::Encode;
 use elchain_types::ids::{ChainId, Timestamp};
 use elchain_types::profile::Profile;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// A batch sent this long after its scheduled time counts as late.
+const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// How long one submission may wait for its receipts.
+const SUBMIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The router's id (its certificate names node 901), as in the deployment tests.
+const ROUTER: u64 = 901;
+
+/// Router limits for the benchmark: high enough never to refuse the load generator, so that the
+/// figures measure the path, not the rate limits.
+const ROUTER_LIMITS: &str = "[limits]\nmax_body_bytes = 1073741824\nmax_batch = 1000000\n\
+                             requests_per_second = 1000000000\nburst = 1000000000\n\
+                             txs_per_second_per_signer = 1000000000\n";
 
 /// Arguments of `elchain bench`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    elchain bench --replicas 3 --duration 20                  closed loop, one chain, QUIC to its leader\n  \
+    elchain bench --replicas 3 --rate 3000                    offer 3000 tx/s open-loop\n  \
+    elchain bench --chains 2 --replicas 3 --rate max --json   two chains on 6 processes, JSON last line\n  \
+    elchain bench --replicas 3 --via-router                   through a router's HTTP batch submit")]
 pub struct Args {
-    /// Replicas of the chain (separate processes).
+    /// Licence chains, each on its own `--replicas` node processes (chains share nothing on the hot
+    /// path); the load is spread evenly over them.
+    #[arg(long, default_value_t = 1)]
+    chains: u32,
+    /// Replicas of each chain (separate processes).
     #[arg(long, default_value_t = 3)]
     replicas: u64,
     /// Seconds of load after the cluster is up.
     #[arg(long, default_value_t = 20)]
     duration: u64,
-    /// Concurrent submitters, each with its own stream of holders and licences.
+    /// Total offered load in transactions per second, spread over chains and submitters (open
+    /// loop: batches leave on schedule whether or not earlier ones returned), or `max`: each
+    /// submitter sends its next batch as soon as the previous one is committed (closed loop).
+    #[arg(long, default_value = "max", value_parser = parse_rate)]
+    rate: Rate,
+    /// Submit through a router (also started, with the meta chain) over HTTP
+    /// (`POST /v1/transactions/batch`) instead of QUIC to the chain's leader. One chain only.
+    #[arg(long)]
+    via_router: bool,
+    /// Concurrent submitters per chain, each with its own stream of holders and licences.
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Transactions per submission.
     #[arg(long, default_value_t = 250)]
     batch: usize,
-    /// Transactions signed ahead per submitter (the run ends early when they are used up).
+    /// With `--rate max`: transactions signed ahead per submitter (the run ends early when they
+    /// are used up). With a numeric rate, exactly what the schedule needs is signed.
     #[arg(long, default_value_t = 40_000)]
     txs_per_client: usize,
+    /// With a numeric rate: batches a submitter may have outstanding; a batch that finds none free
+    /// waits for one and is counted late.
+    #[arg(long, default_value_t = 16)]
+    max_in_flight: usize,
     /// Close a block at this many transactions.
     #[arg(long, default_value_t = 2000)]
     block_size: usize,
     /// Or after this many milliseconds.
     #[arg(long, default_value_t = 10)]
     block_wait_ms: u64,
+    /// Put the fault tests' UDP relays (threads of this process) in front of every node, as the
+    /// first recorded figures did; by default peers and clients reach nodes directly.
+    #[arg(long)]
+    relays: bool,
     /// Keep the cluster's files (CA, configs, data, logs) in this directory.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -52,23 +108,82 @@ pub struct Args {
     json: bool,
 }
 
+/// How fast the load is offered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rate {
+    /// Closed loop: as fast as commits come back.
+    Max,
+    /// Open loop at this many transactions per second in total.
+    PerSecond(f64),
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(Rate::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSecond(r)),
+        _ => Err(format!("`{s}` is neither `max` nor a positive number of transactions per second")),
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rate::Max => f.write_str("max"),
+            Rate::PerSecond(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// `"max"`, or the number.
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rate::Max => s.serialize_str("max"),
+            Rate::PerSecond(r) => s.serialize_f64(*r),
+        }
+    }
+}
+
 /// The result, as printed with `--json`.
 #[derive(Debug, Serialize)]
 struct Report {
+    /// Committed transactions per second (in blocks, valid or not) over the whole run.
     tps: f64,
+    /// Transactions sent per second while sending.
+    offered_tps: f64,
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// CPU of every node process, and the router's when used, per committed transaction.
     cpu_us_per_tx: f64,
+    /// The router's share of `cpu_us_per_tx` (0 without a router).
+    router_cpu_us_per_tx: f64,
+    /// The load generator's own CPU (this process: submitters, client, relays) per committed tx.
+    load_cpu_us_per_tx: f64,
+    /// CPU-seconds that other processes on the machine used during the run (the cores are shared:
+    /// a high figure means a noisy measurement).
+    other_cpu_s: f64,
     committed: u64,
     valid: u64,
     rejected: u64,
+    /// Transactions of batches that got no receipt (timeouts, errors, router `unavailable`).
+    unanswered: u64,
+    /// Open loop: batches sent more than 10 ms after their scheduled time.
+    late_batches: u64,
+    /// Committed tx/s of each chain, in chain order.
+    per_chain_tps: Vec<f64>,
     chains: u32,
     replicas: u64,
+    rate: Rate,
+    via_router: bool,
+    relays: bool,
     seconds: f64,
     clients: usize,
     batch: usize,
     block_size: usize,
+    block_wait_ms: u64,
     durability: &'static str,
     mode: &'static str,
 }
@@ -85,6 +200,17 @@ fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (t(11) + t(12)) / ticks
+}
+
+/// CPU seconds the whole machine has spent busy (every state but idle and I/O wait), from
+/// /proc/stat.
+fn machine_busy_seconds(ticks: f64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice; guests are inside user.
+    let busy: f64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / ticks
 }
 
 fn clock_ticks() -> f64 {
@@ -104,31 +230,299 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.replicas >= 1 && args.clients >= 1 && args.batch >= 1,
-        "replicas, clients and batch must be >= 1"
-    );
+/// A free TCP port on loopback for the router's HTTP.
+fn free_http() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// One pre-built submission.
+enum Body {
+    /// Encoded transactions, for QUIC.
+    Raw(Vec<Vec<u8>>),
+    /// The JSON body of `POST /v1/transactions/batch`.
+    Json(String),
+}
+
+struct Batch {
+    txs: u64,
+    body: Body,
+}
+
+/// A submitter's pre-signed load for one chain.
+struct Stream {
+    chain: u32,
+    batches: Vec<Batch>,
+}
+
+/// Where batches go.
+#[derive(Clone)]
+enum Sender {
+    Quic(Client),
+    Rest(RestClient),
+}
+
+/// What became of a batch's transactions.
+#[derive(Default, Debug, Clone, Copy)]
+struct Tally {
+    committed: u64,
+    valid: u64,
+    rejected: u64,
+    unanswered: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.committed += o.committed;
+        self.valid += o.valid;
+        self.rejected += o.rejected;
+        self.unanswered += o.unanswered;
+    }
+
+    fn of_receipts(receipts: &[Receipt]) -> Tally {
+        let mut t = Tally::default();
+        for r in receipts {
+            match r.status {
+                ReceiptStatus::Committed { outcome, .. } => {
+                    t.committed += 1;
+                    t.valid += u64::from(outcome == 0);
+                }
+                ReceiptStatus::Rejected { .. } => t.rejected += 1,
+            }
+        }
+        t
+    }
+}
+
+impl Sender {
+    /// Submit one batch and wait for its receipts; an error when none came.
+    async fn send(&self, chain: u32, batch: Batch) -> Result<Tally, String> {
+        match (self, batch.body) {
+            (Sender::Quic(client), Body::Raw(txs)) => {
+                let receipts = client.submit(chain, txs, SUBMIT_DEADLINE).await.map_err(|e| e.to_string())?;
+                let mut t = Tally::of_receipts(&receipts);
+                t.unanswered += batch.txs.saturating_sub(receipts.len() as u64);
+                Ok(t)
+            }
+            (Sender::Rest(rest), Body::Json(body)) => {
+                let rest = rest.clone();
+                let answer = tokio::task::spawn_blocking(move || rest.post("/v1/transactions/batch", &body))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                let receipts = answer.json::<BatchResponse>().map_err(|e| e.to_string())?.receipts;
+                let mut t = Tally::default();
+                for r in &receipts {
+                    match r.status.as_str() {
+                        "committed" => {
+                            t.committed += 1;
+                            t.valid += u64::from(r.outcome.as_deref() == Some("valid"));
+                        }
+                        "rejected" => t.rejected += 1,
+                        _ => t.unanswered += 1,
+                    }
+                }
+                t.unanswered += batch.txs.saturating_sub(receipts.len() as u64);
+                Ok(t)
+            }
+            _ => Err("a batch built for the other submission path".into()),
+        }
+    }
+}
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Default)]
+struct Live {
+    sent: AtomicU64,
+    committed: AtomicU64,
+}
+
+/// What one submitter saw.
+#[derive(Default)]
+struct Outcome {
+    tally: Tally,
+    sent_txs: u64,
+    late: u64,
+    failed_batches: u64,
+    first_error: Option<String>,
+    latencies_ms: Vec<f64>,
+    /// Used up its pre-signed batches before the deadline.
+    ran_out: bool,
+}
+
+impl Outcome {
+    fn record(&mut self, live: &Live, txs: u64, result: Result<Tally, String>, latency: Duration) {
+        match result {
+            Ok(t) => {
+                live.committed.fetch_add(t.committed, Ordering::Relaxed);
+                self.tally.add(t);
+                self.latencies_ms.push(latency.as_secs_f64() * 1000.0);
+            }
+            Err(e) => {
+                self.tally.unanswered += txs;
+                self.failed_batches += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Closed loop: the next batch leaves when the previous one is answered, until `deadline`.
+async fn closed_loop(sender: Sender, stream: Stream, deadline: Instant, live: Arc<Live>) -> Outcome {
+    let mut out = Outcome { ran_out: true, ..Outcome::default() };
+    for batch in stream.batches {
+        if Instant::now() >= deadline {
+            out.ran_out = false;
+            break;
+        }
+        let txs = batch.txs;
+        out.sent_txs += txs;
+        live.sent.fetch_add(txs, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let result = sender.send(stream.chain, batch).await;
+        out.record(&live, txs, result, t0.elapsed());
+    }
+    out
+}
+
+/// Open loop: batch k leaves at `first + k × interval` whatever became of the earlier ones, with
+/// at most `max_in_flight` outstanding. A batch's latency runs from its scheduled time, so a
+/// batch that waited for a free slot carries its wait (no coordinated omission).
+async fn open_loop(
+    sender: Sender,
+    stream: Stream,
+    first: Instant,
+    interval: Duration,
+    deadline: Instant,
+    max_in_flight: usize,
+    live: Arc<Live>,
+) -> Outcome {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut out = Outcome::default();
+    let mut tasks = Vec::new();
+    for (k, batch) in stream.batches.into_iter().enumerate() {
+        let at = first + interval.mul_f64(k as f64);
+        if at >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(at).await;
+        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        if Instant::now() >= deadline {
+            break;
+        }
+        if Instant::now().duration_since(at) > LATE_AFTER {
+            out.late += 1;
+        }
+        let txs = batch.txs;
+        out.sent_txs += txs;
+        live.sent.fetch_add(txs, Ordering::Relaxed);
+        let (sender, chain) = (sender.clone(), stream.chain);
+        tasks.push(tokio::spawn(async move {
+            let result = sender.send(chain, batch).await;
+            drop(slot);
+            (txs, result, at.elapsed())
+        }));
+    }
+    for task in tasks {
+        match task.await {
+            Ok((txs, result, latency)) => out.record(&live, txs, result, latency),
+            Err(e) => out.record(&live, 0, Err(e.to_string()), Duration::ZERO),
+        }
+    }
+    out
+}
+
+/// Sign every stream's transactions (one thread per stream) and cut them into batches.
+fn presign(args: &Args, per_stream: usize) -> anyhow::Result<Vec<Stream>> {
     let consortium = Profile::sample().into_dev_consortium()?;
-    eprintln!("signing {} transactions ahead ({} streams)…", args.clients * args.txs_per_client, args.clients);
-    let start_sign = Instant::now();
+    let streams = args.chains as usize * args.clients;
+    eprintln!(
+        "signing {} transactions ahead ({streams} streams of {per_stream}, {} chain(s))…",
+        streams * per_stream,
+        args.chains
+    );
+    let start = std::time::Instant::now();
     let t = now();
-    let streams: Vec<Vec<Vec<Vec<u8>>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..args.clients)
-            .map(|c| {
+    let (batch, json) = (args.batch, args.via_router);
+    let out = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..streams)
+            .map(|i| {
                 let consortium = consortium.clone();
-                let (per, batch) = (args.txs_per_client, args.batch);
+                let chain = 1 + (i / args.clients) as u32;
                 s.spawn(move || {
-                    // Windows long enough to outlast the run; the chain allows at most one hour.
-                    let mut w = Workload::new(consortium, ChainId(CHAIN), 1000 + c as u64, 50_000);
-                    let txs: Vec<Vec<u8>> = w.batch(per, t).iter().map(Encode::to_bytes).collect();
-                    txs.chunks(batch).map(<[Vec<u8>]>::to_vec).collect()
+                    // The workload's validity windows (five minutes) outlast signing, start-up and run.
+                    let mut w = Workload::new(consortium, ChainId(chain), 1000 + i as u64, 50_000);
+                    let txs: Vec<Vec<u8>> = w.batch(per_stream, t).iter().map(Encode::to_bytes).collect();
+                    let batches = txs
+                        .chunks(batch)
+                        .map(|c| Batch {
+                            txs: c.len() as u64,
+                            body: if json {
+                                let hexes: Vec<String> = c.iter().map(hex::encode).collect();
+                                Body::Json(serde_json::json!({ "txs": hexes, "wait": true }).to_string())
+                            } else {
+                                Body::Raw(c.to_vec())
+                            },
+                        })
+                        .collect();
+                    Stream { chain, batches }
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("signing thread")).collect()
     });
-    eprintln!("signed in {:.1} s", start_sign.elapsed().as_secs_f64());
+    eprintln!("signed in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+/// Register the chains and the shard map on the meta chain, start the router and wait until it
+/// serves.
+async fn start_router(cluster: &mut Cluster, client: &Client) -> anyhow::Result<RestClient> {
+    let consortium = Profile::sample().into_dev_consortium()?;
+    let infos: Vec<_> = cluster.chains().into_iter().map(|c| cluster.chain_info(c)).collect();
+    let txs = governance::bootstrap(&consortium, &infos).map_err(anyhow::Error::msg)?;
+    let receipts = client
+        .submit(governance::META.0, txs.iter().map(Encode::to_bytes).collect(), SUBMIT_DEADLINE)
+        .await
+        .context("bootstrapping the meta chain")?;
+    for r in receipts {
+        anyhow::ensure!(matches!(r.status, ReceiptStatus::Committed { outcome: 0, .. }), "bootstrap: {r:?}");
+    }
+    let http = cluster.start_router_with(ROUTER, free_http()?, ROUTER_LIMITS);
+    let rest = RestClient::new(&format!("http://{http}"), SUBMIT_DEADLINE * 2);
+    let probe = rest.clone();
+    let healthy = tokio::task::spawn_blocking(move || wait_healthy(&probe, Duration::from_secs(60))).await?;
+    if let Err(e) = healthy {
+        anyhow::bail!("the router did not become healthy: {e}\n{}", cluster.router_log(ROUTER));
+    }
+    Ok(rest)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.replicas >= 1 && args.clients >= 1 && args.batch >= 1 && args.max_in_flight >= 1,
+        "replicas, clients, batch and max-in-flight must be >= 1"
+    );
+    anyhow::ensure!(
+        args.chains >= 1 && u64::from(args.chains) * args.replicas < 900,
+        "chains x replicas must be between 1 and 899 (node ids 900 and up are the load generator and the router)"
+    );
+    anyhow::ensure!(
+        !(args.via_router && args.chains > 1),
+        "--via-router runs one licence chain: the generated issuances name their chain, and with several \
+         chains the router's shard map would place most of them elsewhere (409 misplaced)"
+    );
+    let submitters = args.chains as usize * args.clients;
+    // Open loop: each submitter sends `batch` every `interval`, and exactly that much is signed.
+    let (per_stream, interval) = match args.rate {
+        Rate::Max => (args.txs_per_client, None),
+        Rate::PerSecond(r) => {
+            let per_submitter = r / submitters as f64;
+            let interval = Duration::from_secs_f64(args.batch as f64 / per_submitter);
+            let batches = (args.duration as f64 / interval.as_secs_f64()).ceil() as usize + 1;
+            (batches * args.batch, Some(interval))
+        }
+    };
+    let streams = presign(&args, per_stream)?;
 
     let bin = std::env::current_exe().context("cannot find the elchain binary")?;
     let dir = match &args.keep {
@@ -143,100 +537,189 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verify_threads: 0,
         block_txs: args.block_size,
         block_wait_ms: args.block_wait_ms,
+        relays: args.relays,
+        chains: 1,
+        meta: args.via_router,
         ..Settings::default()
     };
+    // Chain 1 (and the meta chain with --via-router) on nodes 1..=R, chain c on its own R nodes.
     let mut cluster = Cluster::start_in(bin, dir, args.replicas, settings);
+    for c in 2..=args.chains {
+        let ids: Vec<u64> = (1..=args.replicas).map(|i| u64::from(c - 1) * args.replicas + i).collect();
+        cluster.add_chain(c, &ids);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(async {
         let client = cluster.client().await;
-        client.wait_leader(CHAIN, Duration::from_secs(30)).await?;
+        for c in cluster.chains() {
+            let ids = cluster.nodes.values().filter(|n| n.chains.contains(&c)).map(|n| n.id).collect();
+            client.set_replicas(c, ids);
+        }
+        for c in cluster.chains() {
+            client.wait_leader(c, Duration::from_secs(60)).await.with_context(|| format!("chain {c} has no leader"))?;
+        }
+        let sender = if args.via_router {
+            Sender::Rest(start_router(&mut cluster, &client).await?)
+        } else {
+            Sender::Quic(client.clone())
+        };
         let ticks = clock_ticks();
-        let pids: Vec<u32> = cluster.nodes.keys().filter_map(|id| cluster.pid(*id)).collect();
-        let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p, ticks)).sum();
+        let node_pids: Vec<u32> = cluster.nodes.keys().filter_map(|id| cluster.pid(*id)).collect();
+        let router_pid = cluster.router_pid(ROUTER);
+        let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p, ticks)).sum::<f64>();
+        let router_pids: Vec<u32> = router_pid.into_iter().collect();
+        let own = [std::process::id()];
+        let (node_cpu0, router_cpu0, own_cpu0) = (cpu(&node_pids), cpu(&router_pids), cpu(&own));
+        let machine0 = machine_busy_seconds(ticks);
+
         let bar = ProgressBar::new(args.duration);
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}").expect("template"),
         );
+        let live = Arc::new(Live::default());
         let started = Instant::now();
         let deadline = started + Duration::from_secs(args.duration);
         let mut tasks = Vec::new();
-        for stream in streams {
-            let client = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut committed, mut valid, mut rejected, mut lat) = (0u64, 0u64, 0u64, Vec::new());
-                for batch in stream {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    let t0 = Instant::now();
-                    let receipts = client.submit(CHAIN, batch, Duration::from_secs(30)).await?;
-                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    for r in receipts {
-                        match r.status {
-                            ReceiptStatus::Committed { outcome, .. } => {
-                                committed += 1;
-                                valid += u64::from(outcome == 0);
-                            }
-                            ReceiptStatus::Rejected { .. } => rejected += 1,
-                        }
-                    }
+        for (i, stream) in streams.into_iter().enumerate() {
+            let (sender, live) = (sender.clone(), live.clone());
+            let chain = stream.chain;
+            let task = match interval {
+                None => tokio::spawn(closed_loop(sender, stream, deadline, live)),
+                Some(interval) => {
+                    // Stagger the submitters evenly over one interval.
+                    let first = started + interval.mul_f64(i as f64 / submitters as f64);
+                    tokio::spawn(open_loop(sender, stream, first, interval, deadline, args.max_in_flight, live))
                 }
-                anyhow::Ok((committed, valid, rejected, lat))
-            }));
+            };
+            tasks.push((chain, task));
         }
-        while tasks.iter().any(|t| !t.is_finished()) {
+        while tasks.iter().any(|(_, t)| !t.is_finished()) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            bar.set_position(started.elapsed().as_secs().min(args.duration));
+            let secs = started.elapsed().as_secs_f64();
+            bar.set_position((secs as u64).min(args.duration));
+            bar.set_message(format!(
+                "{:.0} tx/s committed, {:.0} tx/s offered",
+                live.committed.load(Ordering::Relaxed) as f64 / secs,
+                live.sent.load(Ordering::Relaxed) as f64 / secs.min(args.duration as f64)
+            ));
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let cpu_after: f64 = pids.iter().map(|p| cpu_seconds(*p, ticks)).sum();
+        let (node_cpu, router_cpu, own_cpu) =
+            (cpu(&node_pids) - node_cpu0, cpu(&router_pids) - router_cpu0, cpu(&own) - own_cpu0);
+        let other_cpu = (machine_busy_seconds(ticks) - machine0 - node_cpu - router_cpu - own_cpu).max(0.0);
         bar.finish_and_clear();
-        let (mut committed, mut valid, mut rejected, mut lat) = (0, 0, 0, Vec::new());
-        for t in tasks {
-            let (c, v, r, l) = t.await??;
-            committed += c;
-            valid += v;
-            rejected += r;
-            lat.extend(l);
+        let mut total = Outcome::default();
+        let mut per_chain = vec![0u64; args.chains as usize];
+        for (chain, t) in tasks {
+            let o = t.await?;
+            per_chain[chain as usize - 1] += o.tally.committed;
+            total.tally.add(o.tally);
+            total.sent_txs += o.sent_txs;
+            total.late += o.late;
+            total.failed_batches += o.failed_batches;
+            if total.first_error.is_none() {
+                total.first_error = o.first_error;
+            }
+            total.latencies_ms.extend(o.latencies_ms);
+            total.ran_out |= o.ran_out;
         }
-        lat.sort_by(f64::total_cmp);
         client.close().await;
+        if let Some(e) = &total.first_error {
+            eprintln!("warning: {} batch(es) got no receipts; the first error: {e}", total.failed_batches);
+        }
+        if total.ran_out {
+            eprintln!("warning: a submitter used up its pre-signed transactions early; raise --txs-per-client");
+        }
+        anyhow::ensure!(
+            total.tally.committed > 0,
+            "nothing was committed ({} refused at admission, {} unanswered)",
+            total.tally.rejected,
+            total.tally.unanswered
+        );
+        // Sending lasted the whole duration unless a submitter ran out earlier.
+        let window = if total.ran_out { elapsed.min(args.duration as f64) } else { args.duration as f64 };
+        let lat = &mut total.latencies_ms;
+        lat.sort_by(f64::total_cmp);
+        let committed = total.tally.committed;
+        let per_tx = |secs: f64| secs * 1e6 / committed as f64;
         anyhow::Ok(Report {
             tps: committed as f64 / elapsed,
-            p50_ms: percentile(&lat, 0.5),
-            p90_ms: percentile(&lat, 0.9),
-            p99_ms: percentile(&lat, 0.99),
-            cpu_us_per_tx: if committed == 0 { 0.0 } else { (cpu_after - cpu_before) * 1e6 / committed as f64 },
+            offered_tps: total.sent_txs as f64 / window,
+            p50_ms: percentile(lat, 0.5),
+            p90_ms: percentile(lat, 0.9),
+            p99_ms: percentile(lat, 0.99),
+            cpu_us_per_tx: per_tx(node_cpu + router_cpu),
+            router_cpu_us_per_tx: per_tx(router_cpu),
+            load_cpu_us_per_tx: per_tx(own_cpu),
+            other_cpu_s: other_cpu,
             committed,
-            valid,
-            rejected,
-            chains: 1,
+            valid: total.tally.valid,
+            rejected: total.tally.rejected,
+            unanswered: total.tally.unanswered,
+            late_batches: total.late,
+            per_chain_tps: per_chain.iter().map(|c| *c as f64 / elapsed).collect(),
+            chains: args.chains,
             replicas: args.replicas,
+            rate: args.rate,
+            via_router: args.via_router,
+            relays: args.relays,
             seconds: elapsed,
             clients: args.clients,
             batch: args.batch,
             block_size: args.block_size,
+            block_wait_ms: args.block_wait_ms,
             durability: "raft log fsync per append; block commit fsync",
-            mode: "closed loop",
+            mode: if interval.is_some() { "open loop" } else { "closed loop" },
         })
-    })?;
+    });
     for e in cluster.try_stop_all() {
         eprintln!("{e}");
     }
-    println!(
-        "{} replica(s), 1 chain, {} clients x batches of {}, blocks of up to {}: {:.0} committed tx/s over {:.1} s",
-        report.replicas, report.clients, report.batch, report.block_size, report.tps, report.seconds
-    );
-    println!(
-        "  submit-to-commit latency per batch: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
-        report.p50_ms, report.p90_ms, report.p99_ms
-    );
-    println!(
-        "  {} committed ({} valid), {} refused at admission; {:.1} µs of node CPU per committed tx (all replicas)",
-        report.committed, report.valid, report.rejected, report.cpu_us_per_tx
-    );
+    let report = report?;
+    print_report(&report);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &Report) {
+    let rate = match r.rate {
+        Rate::Max => "as fast as commits return".to_string(),
+        Rate::PerSecond(n) => format!("{n} tx/s offered"),
+    };
+    println!(
+        "{} chain(s) x {} replica(s){}{}, {} clients per chain x batches of {}, {} ({rate}), blocks of up to {} \
+         or {} ms, {}",
+        r.chains,
+        r.replicas,
+        if r.via_router { ", through router HTTP batch submit" } else { ", QUIC to the leader" },
+        if r.relays { ", behind UDP relays" } else { "" },
+        r.clients,
+        r.batch,
+        r.mode,
+        r.block_size,
+        r.block_wait_ms,
+        r.durability
+    );
+    println!("  {:.0} committed tx/s over {:.1} s; {:.0} tx/s offered", r.tps, r.seconds, r.offered_tps);
+    if r.per_chain_tps.len() > 1 {
+        let each: Vec<String> = r.per_chain_tps.iter().map(|t| format!("{t:.0}")).collect();
+        println!("  per chain: {} tx/s", each.join(" / "));
+    }
+    println!(
+        "  submit-to-commit latency per batch: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+        r.p50_ms, r.p90_ms, r.p99_ms
+    );
+    println!(
+        "  {} committed ({} valid), {} refused at admission, {} unanswered; {} late batch(es)",
+        r.committed, r.valid, r.rejected, r.unanswered, r.late_batches
+    );
+    println!(
+        "  CPU per committed tx: {:.1} µs in the cluster (all replicas{}), {:.1} µs in the load generator",
+        r.cpu_us_per_tx,
+        if r.via_router { format!(" and the router: {:.1} µs", r.router_cpu_us_per_tx) } else { String::new() },
+        r.load_cpu_us_per_tx
+    );
+    println!("  other processes on this machine used {:.1} CPU-seconds meanwhile", r.other_cpu_s);
 }
