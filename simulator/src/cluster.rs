@@ -52,6 +52,8 @@ pub struct Settings {
     pub meta: bool,
     /// Node `id` listens on UDP port `base_port + id` instead of a free port.
     pub base_port: Option<u16>,
+    /// Every replica sleeps this long per applied block (a deliberate slowdown; testing only).
+    pub apply_delay_ms: u64,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             chains: 1,
             meta: false,
             base_port: None,
+            apply_delay_ms: 0,
         }
     }
 }
@@ -303,6 +306,7 @@ max_wait_ms = {block_wait}
 
 [testing]
 allow_raw_propose = {raw}
+apply_delay_ms = {delay}
 {chains}"#,
             listen = n.listen,
             data = n.data.display(),
@@ -311,6 +315,7 @@ allow_raw_propose = {raw}
             snap = s.snapshot_every,
             keep = s.keep_logs,
             raw = s.allow_raw_propose,
+            delay = s.apply_delay_ms,
             threads = s.verify_threads,
             block_txs = s.block_txs,
             block_wait = s.block_wait_ms,

@@ -106,6 +106,18 @@ pub struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Run the release gate described in FILE (e.g. benches/gate.toml): calibrate this machine,
+    /// run the bench as the file says, and fail unless the normalised throughput is within the
+    /// file's tolerance of its floor. The file's settings replace the flags above.
+    #[arg(long, value_name = "FILE")]
+    gate: Option<PathBuf>,
+    /// With --gate: measure and write the result as the file's new floor.
+    #[arg(long, requires = "gate")]
+    update_floor: bool,
+    /// Testing only: every replica sleeps this many milliseconds per applied block, a deliberate
+    /// slowdown that shows the gate failing.
+    #[arg(long, default_value_t = 0)]
+    inject_apply_delay_ms: u64,
 }
 
 /// How fast the load is offered.
@@ -148,9 +160,9 @@ impl Serialize for Rate {
 
 /// The result, as printed with `--json`.
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     /// Committed transactions per second (in blocks, valid or not) over the whole run.
-    tps: f64,
+    pub tps: f64,
     /// Transactions sent per second while sending.
     offered_tps: f64,
     p50_ms: f64,
@@ -497,7 +509,47 @@ async fn start_router(cluster: &mut Cluster, client: &Client) -> anyhow::Result<
     Ok(rest)
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(file) = args.gate.clone() {
+        return super::gate::run(&file, args.update_floor, &mut args);
+    }
+    let report = measure(&args)?;
+    print_report(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Settings the release gate takes from its file.
+pub(crate) struct GateSettings {
+    /// Replicas.
+    pub replicas: u64,
+    /// Seconds of load.
+    pub duration: u64,
+    /// Submitters.
+    pub clients: usize,
+    /// Pre-signed transactions per submitter.
+    pub txs_per_client: usize,
+}
+
+impl Args {
+    /// Apply the gate's settings: one chain, closed loop, direct QUIC.
+    pub(crate) fn for_gate(&mut self, g: &GateSettings) {
+        self.chains = 1;
+        self.replicas = g.replicas;
+        self.duration = g.duration;
+        self.clients = g.clients;
+        self.txs_per_client = g.txs_per_client;
+        self.rate = Rate::Max;
+        self.via_router = false;
+        self.relays = false;
+        self.keep = None;
+    }
+}
+
+/// Run the bench once; committed throughput, latency and CPU.
+pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
     anyhow::ensure!(
         args.replicas >= 1 && args.clients >= 1 && args.batch >= 1 && args.max_in_flight >= 1,
         "replicas, clients, batch and max-in-flight must be >= 1"
@@ -522,7 +574,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (batches * args.batch, Some(interval))
         }
     };
-    let streams = presign(&args, per_stream)?;
+    let streams = presign(args, per_stream)?;
 
     let bin = std::env::current_exe().context("cannot find the elchain binary")?;
     let dir = match &args.keep {
@@ -540,6 +592,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         relays: args.relays,
         chains: 1,
         meta: args.via_router,
+        apply_delay_ms: args.inject_apply_delay_ms,
         ..Settings::default()
     };
     // Chain 1 (and the meta chain with --via-router) on nodes 1..=R, chain c on its own R nodes.
@@ -675,15 +728,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in cluster.try_stop_all() {
         eprintln!("{e}");
     }
-    let report = report?;
-    print_report(&report);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    report
 }
 
-fn print_report(r: &Report) {
+pub(crate) fn print_report(r: &Report) {
     let rate = match r.rate {
         Rate::Max => "as fast as commits return".to_string(),
         Rate::PerSecond(n) => format!("{n} tx/s offered"),

@@ -6,6 +6,7 @@ mod ca;
 mod client;
 mod clock;
 mod dev;
+mod gate;
 mod govern;
 mod keygen;
 mod node;

@@ -150,6 +150,10 @@ pub struct TestingConfig {
     /// Accept `ProposeRaw`: propose transactions without admission checks (a faulty leader).
     #[serde(default)]
     pub allow_raw_propose: bool,
+    /// Sleep this long per applied block: a deliberate slowdown, to show that the release gate
+    /// (`elchain bench --gate`) catches one.
+    #[serde(default)]
+    pub apply_delay_ms: u64,
 }
 
 /// A configuration that cannot be used, with what to fix.

@@ -129,7 +129,8 @@ impl Replica {
         let verdicts = Arc::new(VerdictCache::default());
         let sm = StateMachine::new(shared.clone(), consortium, verifier.clone())
             .with_applied_hook(applied_tx)
-            .with_verdict_cache(verdicts.clone());
+            .with_verdict_cache(verdicts.clone())
+            .with_apply_delay(Duration::from_millis(node.testing.apply_delay_ms));
         let r = &node.raft;
         let config = openraft::Config {
             cluster_name: format!("elchain-chain-{}", chain.id),

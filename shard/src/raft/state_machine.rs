@@ -53,6 +53,7 @@ pub struct StateMachine {
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     applied: Option<tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>>,
     verdicts: Arc<VerdictCache>,
+    apply_delay: std::time::Duration,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -84,7 +85,14 @@ impl StateMachine {
             snapshot: Arc::new(Mutex::new(None)),
             applied: None,
             verdicts: Arc::default(),
+            apply_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Sleep `delay` per applied entry (testing: a deliberate slowdown).
+    pub fn with_apply_delay(mut self, delay: std::time::Duration) -> Self {
+        self.apply_delay = delay;
+        self
     }
 
     /// Share the admission stage's verdicts, so the leader does not verify its own admissions
@@ -188,7 +196,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        entries.into_iter().map(|e| self.apply_one(e)).collect()
+        let applied: Result<Vec<BlockApplied>, StorageError> = entries.into_iter().map(|e| self.apply_one(e)).collect();
+        if !self.apply_delay.is_zero() {
+            if let Ok(a) = &applied {
+                tokio::time::sleep(self.apply_delay * a.len() as u32).await;
+            }
+        }
+        applied
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
