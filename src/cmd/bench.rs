@@ -114,6 +114,13 @@ pub struct Args {
     /// With --gate: measure and write the result as the file's new floor.
     #[arg(long, requires = "gate")]
     update_floor: bool,
+    /// Measure the scale curve: run the bench once per chain count in this comma-separated list
+    /// (e.g. 1,2,4,8), the other flags alike, and print chains → aggregate committed tx/s.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…", conflicts_with = "gate")]
+    curve: Vec<u32>,
+    /// With --curve: also draw the curve as an SVG file.
+    #[arg(long, value_name = "FILE", requires = "curve")]
+    svg: Option<PathBuf>,
     /// Testing only: every replica sleeps this many milliseconds per applied block, a deliberate
     /// slowdown that shows the gate failing.
     #[arg(long, default_value_t = 0)]
@@ -513,12 +520,118 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(file) = args.gate.clone() {
         return super::gate::run(&file, args.update_floor, &mut args);
     }
+    if !args.curve.is_empty() {
+        return curve(&mut args);
+    }
     let report = measure(&args)?;
     print_report(&report);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One point of the scale curve.
+#[derive(Debug, Serialize)]
+struct Point {
+    chains: u32,
+    tps: f64,
+    per_chain_tps: f64,
+    p99_ms: f64,
+    cpu_us_per_tx: f64,
+    other_cpu_s: f64,
+}
+
+fn curve(args: &mut Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.curve.iter().all(|c| *c >= 1), "--curve takes chain counts of at least 1");
+    let mut points = Vec::new();
+    for &chains in &args.curve.clone() {
+        args.chains = chains;
+        eprintln!("== {chains} chain(s)");
+        let r = measure(args)?;
+        print_report(&r);
+        points.push(Point {
+            chains,
+            tps: r.tps,
+            per_chain_tps: r.tps / f64::from(chains),
+            p99_ms: r.p99_ms,
+            cpu_us_per_tx: r.cpu_us_per_tx,
+            other_cpu_s: r.other_cpu_s,
+        });
+    }
+    let base = points[0].tps / f64::from(points[0].chains);
+    println!("chains  aggregate tx/s  per chain  vs {} chain(s) x n  p99 ms  CPU µs/tx", points[0].chains);
+    for p in &points {
+        println!(
+            "{:>6}  {:>14.0}  {:>9.0}  {:>17.0}%  {:>6.0}  {:>9.1}",
+            p.chains,
+            p.tps,
+            p.per_chain_tps,
+            100.0 * p.tps / (base * f64::from(p.chains)),
+            p.p99_ms,
+            p.cpu_us_per_tx
+        );
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, curve_svg(&points, args.replicas))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "replicas": args.replicas, "curve": points }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A small self-contained SVG line plot of chains → aggregate committed tx/s.
+fn curve_svg(points: &[Point], replicas: u64) -> String {
+    let (w, h, left, bottom, top, right) = (560.0, 320.0, 70.0, 50.0, 30.0, 20.0);
+    let max_c = points.iter().map(|p| p.chains).max().unwrap_or(1) as f64;
+    let max_t = points.iter().map(|p| p.tps).fold(1.0, f64::max) * 1.15;
+    let x = |c: f64| left + (c / max_c) * (w - left - right);
+    let y = |t: f64| h - bottom - (t / max_t) * (h - bottom - top);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" \
+         font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\">Aggregate committed tx/s by chains ({replicas} replicas \
+         each, one machine)</text>\n",
+        w / 2.0
+    );
+    svg += &format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" \
+         x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom
+    );
+    for i in 0..=4 {
+        let t = max_t * f64::from(i) / 4.0;
+        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}</text>\n", left - 6.0, y(t) + 4.0, t);
+    }
+    for p in points {
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            x(f64::from(p.chains)),
+            h - bottom + 18.0,
+            p.chains
+        );
+    }
+    svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">chains</text>\n", w / 2.0, h - 10.0);
+    let path: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", x(f64::from(p.chains)), y(p.tps))).collect();
+    svg += &format!("<polyline points=\"{}\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n", path.join(" "));
+    for p in points {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#1f77b4\"/><text x=\"{:.1}\" y=\"{:.1}\" \
+             text-anchor=\"middle\">{:.0}</text>\n",
+            x(f64::from(p.chains)),
+            y(p.tps),
+            x(f64::from(p.chains)),
+            y(p.tps) - 8.0,
+            p.tps
+        );
+    }
+    svg + "</svg>\n"
 }
 
 /// Settings the release gate takes from its file.
