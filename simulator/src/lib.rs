@@ -9,8 +9,11 @@
 //!  Consortium (dev keys) ──► Workload::next(now) ──► SignedTx (issue | grant | use | revoke | status)
 //! ```
 
+pub mod checker;
 pub mod cluster;
 pub mod governance;
+pub mod run;
+pub mod scenario;
 pub mod workload;
 
 pub use workload::{Mix, Workload};

@@ -11,6 +11,7 @@ mod govern;
 mod keygen;
 mod node;
 mod router;
+mod sim;
 mod verify;
 
 use std::process::ExitCode;
@@ -63,6 +64,8 @@ enum Command {
     Node(node::Args),
     /// Serve the REST API (with OpenAPI) in front of the chains; follows the meta chain.
     Router(router::Args),
+    /// Run load-and-fault scenarios on a local cluster and check that nothing acknowledged was lost.
+    Sim(sim::Args),
     /// Re-hash a stored chain and its transaction index; exit non-zero on any tampering.
     Verify(verify::Args),
 }
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => keygen::run(a),
         Command::Node(a) => node::run(a),
         Command::Router(a) => router::run(a),
+        Command::Sim(a) => sim::run(a),
         Command::Verify(a) => verify::run(a),
     }
 }

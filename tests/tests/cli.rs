@@ -114,7 +114,7 @@ fn keygen_writes_a_private_key_file_and_refuses_to_overwrite() {
 fn help_describes_every_command() {
     let out = elchain(&["--help"]);
     let text = stdout(&out);
-    for cmd in ["dev", "node", "router", "client", "govern", "ca", "admin", "bench", "keygen", "verify"] {
+    for cmd in ["dev", "node", "router", "client", "govern", "ca", "admin", "bench", "sim", "keygen", "verify"] {
         assert!(text.contains(cmd), "--help lacks {cmd}");
         let sub = elchain(&[cmd, "--help"]);
         assert!(sub.status.success());

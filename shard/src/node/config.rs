@@ -87,6 +87,12 @@ pub struct RaftConfig {
     pub keep_logs: u64,
     /// Purge the log in steps of at least this many entries.
     pub purge_batch: u64,
+    /// Most log entries (blocks) in one AppendEntries. openraft gives each AppendEntries one
+    /// heartbeat interval to complete, so a lagging follower is sent a few blocks at a time: a
+    /// payload of hundreds of blocks (megabytes each) would time out and be retried forever.
+    pub max_payload_entries: u64,
+    /// Time allowed to send a snapshot segment, and to send and install the last one.
+    pub install_snapshot_timeout_ms: u64,
 }
 
 impl Default for RaftConfig {
@@ -98,6 +104,8 @@ impl Default for RaftConfig {
             snapshot_every: 1000,
             keep_logs: 500,
             purge_batch: 64,
+            max_payload_entries: 4,
+            install_snapshot_timeout_ms: 20_000,
         }
     }
 }
@@ -241,6 +249,11 @@ impl NodeConfig {
                 "[raft] needs 0 < heartbeat_ms ({}) < election_min_ms/2 ({}) and election_min_ms < election_max_ms ({})",
                 r.heartbeat_ms, r.election_min_ms, r.election_max_ms
             ));
+        }
+        if r.max_payload_entries == 0 || r.install_snapshot_timeout_ms < r.heartbeat_ms {
+            return Err("[raft] max_payload_entries must be at least 1 and install_snapshot_timeout_ms at least \
+                        heartbeat_ms"
+                .into());
         }
         if self.batch.max_txs == 0 || self.batch.in_flight == 0 {
             return Err("[batch] max_txs and in_flight must be at least 1".into());

@@ -140,6 +140,8 @@ impl Replica {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
             max_in_snapshot_log_to_keep: r.keep_logs,
             purge_batch_size: r.purge_batch.max(1),
+            max_payload_entries: r.max_payload_entries,
+            install_snapshot_timeout: r.install_snapshot_timeout_ms,
             ..Default::default()
         }
         .validate()?;
