@@ -227,6 +227,11 @@ impl Reason {
             Reason::CessationOfOperation => Some(RevocationReason::CessationOfOperation),
         }
     }
+
+    /// The RFC 5280 CRLReason number (0 for unspecified), as governance transactions record it.
+    pub fn code(self) -> u8 {
+        self.crl_code().map_or(0, |r| r as u8)
+    }
 }
 
 /// The files of a CA directory.

@@ -114,8 +114,9 @@ enum RoleArg {
     Router,
 }
 
+/// Why a certificate is revoked, as a command-line value.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ReasonArg {
+pub(crate) enum ReasonArg {
     /// No reason recorded.
     Unspecified,
     /// The private key is, or may be, exposed.
@@ -126,6 +127,19 @@ enum ReasonArg {
     Superseded,
     /// The node or member was decommissioned.
     CessationOfOperation,
+}
+
+impl ReasonArg {
+    /// The CA's reason.
+    pub(crate) fn reason(self) -> Reason {
+        match self {
+            ReasonArg::Unspecified => Reason::Unspecified,
+            ReasonArg::KeyCompromise => Reason::KeyCompromise,
+            ReasonArg::AffiliationChanged => Reason::AffiliationChanged,
+            ReasonArg::Superseded => Reason::Superseded,
+            ReasonArg::CessationOfOperation => Reason::CessationOfOperation,
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -171,13 +185,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (None, Some(hex)) => ca::parse_serial_hex(&hex)?,
                 (None, None) => anyhow::bail!("name the certificate with --cert or --serial"),
             };
-            let reason = match reason {
-                ReasonArg::Unspecified => Reason::Unspecified,
-                ReasonArg::KeyCompromise => Reason::KeyCompromise,
-                ReasonArg::AffiliationChanged => Reason::AffiliationChanged,
-                ReasonArg::Superseded => Reason::Superseded,
-                ReasonArg::CessationOfOperation => Reason::CessationOfOperation,
-            };
+            let reason = reason.reason();
             let hex = ca::serial_hex(&serial);
             let update = ca::revoke(&ca.dir, &serial, reason).with_context(|| format!("cannot revoke serial {hex}"))?;
             if update.newly_revoked {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::ca::ReasonArg;
 use super::clock::{now_ms, utc};
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
@@ -178,33 +179,6 @@ struct RevokeCertArgs {
 /// A certificate serial number, big-endian bytes without leading zeros.
 #[derive(Debug, Clone)]
 struct Serial(Vec<u8>);
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ReasonArg {
-    /// No reason recorded.
-    Unspecified,
-    /// The private key is, or may be, exposed.
-    KeyCompromise,
-    /// The member left the consortium or the node changed hands.
-    AffiliationChanged,
-    /// A new certificate replaces this one.
-    Superseded,
-    /// The node or member was decommissioned.
-    CessationOfOperation,
-}
-
-impl ReasonArg {
-    /// The RFC 5280 CRL reason code.
-    fn code(self) -> u8 {
-        match self {
-            ReasonArg::Unspecified => 0,
-            ReasonArg::KeyCompromise => 1,
-            ReasonArg::AffiliationChanged => 3,
-            ReasonArg::Superseded => 4,
-            ReasonArg::CessationOfOperation => 5,
-        }
-    }
-}
 
 /// Who signs: an admin's key file, or (development only) an admin's development key.
 #[derive(Debug, clap::Args)]
@@ -704,7 +678,7 @@ fn param(a: ParamArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn revoke_cert(a: RevokeCertArgs) -> anyhow::Result<ExitCode> {
-    propose(Govern::RevokeCertificate { serial: a.serial.0, reason: a.reason.code() }, &a.draft)
+    propose(Govern::RevokeCertificate { serial: a.serial.0, reason: a.reason.reason().code() }, &a.draft)
 }
 
 /// How the proposal's signatures stand against the consortium's members now.

@@ -105,6 +105,19 @@ pub fn sample_value(name: &str, kind: elchain_types::contract::FieldKind) -> Vec
 }
 
 impl Deployment {
+    /// Start new node processes `ids` serving a new chain `chain`, and wait until it has a
+    /// leader. The meta chain does not know the chain until governance registers it.
+    pub fn start_chain(&mut self, chain: u32, ids: &[u64]) {
+        self.cluster.add_chain(chain, ids);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let client = self.cluster.client().await;
+            client.set_replicas(chain, ids.to_vec());
+            client.wait_leader(chain, DEADLINE).await.expect("the new chain elects a leader");
+            client.close().await;
+        });
+    }
+
     /// A member's development key.
     pub fn member_key(&self, code: &str) -> elchain_types::crypto::Keypair {
         elchain_types::profile::dev_member_keypair(code)

@@ -298,14 +298,7 @@ fn a_new_chain_takes_new_issuance_while_old_licences_keep_working() {
     let grant = d.rest.submit(&d.grant_tx(&old, &old_holder, "public-security", &item, fields), true).unwrap().tx_id;
 
     // Scale out: start chain 3's replicas, register it and give it buckets 0..1024.
-    d.cluster.add_chain(3, &[4, 5, 6]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let client = d.cluster.client().await;
-        client.set_replicas(3, vec![4, 5, 6]);
-        client.wait_leader(3, DEADLINE).await.expect("chain 3 elects a leader");
-        client.close().await;
-    });
+    d.start_chain(3, &[4, 5, 6]);
     let map = current_map(&d);
     for tx in governance::scale_out(&d.consortium, &map, d.cluster.chain_info(3), 0..1024).unwrap() {
         let r = d.rest.submit(&tx, true).unwrap();

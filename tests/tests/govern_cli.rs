@@ -51,14 +51,7 @@ fn admins_scale_out_through_proposals_they_sign_in_turn() {
     elchain_router::keyfile::save(&dir.path().join("justice.key"), &dev_member_keypair("justice"), false).unwrap();
 
     // Chain 3's replicas start; the meta chain does not know them yet.
-    d.cluster.add_chain(3, &[4, 5, 6]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let client = d.cluster.client().await;
-        client.set_replicas(3, vec![4, 5, 6]);
-        client.wait_leader(3, DEADLINE).await.expect("chain 3 elects a leader");
-        client.close().await;
-    });
+    d.start_chain(3, &[4, 5, 6]);
 
     // Register chain 3: a proposal file, signed by admins in turn.
     let replicas: Vec<String> =
