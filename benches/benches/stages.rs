@@ -1,14 +1,15 @@
-//! The other pipeline stages: decode, Merkle root, Raft entry encoding, durable redb writes,
-//! block commit, and a QUIC request round trip with mutual TLS.
+//! The other pipeline stages: decode, the leader's mempool and batcher, Merkle root, Raft entry
+//! encoding, durable redb writes, block commit, and a QUIC request round trip with mutual TLS.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use elchain_benches::{block_time, blocks, consortium, workload, CHAIN, T0};
 use elchain_shard::net::{BoxFuture, Endpoint, Handler, Identity, PeerIdentity, TlsFiles};
+use elchain_shard::node::mempool::{gather, BlockDraft};
 use elchain_shard::raft::BlockProposal;
 use elchain_shard::{ca, Ledger, LogPosition, Verifier};
 use elchain_types::block::{entry_hash, leaf_hash, merkle_root};
@@ -23,6 +24,50 @@ fn decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(raws.len() as u64));
     g.bench_function("tx/mix/txs=2000", |b| {
         b.iter(|| raws.iter().map(|r| SignedTx::decode_wire(r).map(|t| t.id())).filter(Result::is_ok).count())
+    });
+    g.finish();
+}
+
+/// The leader's block building: 40 submissions of 50 transactions de-duplicated into one block
+/// (all distinct, or half of them resent), and gathered from the admission channel.
+fn mempool(c: &mut Criterion) {
+    let raws = blocks(10, 1, 2000).remove(0);
+    let submissions: Vec<Vec<Vec<u8>>> = raws.chunks(50).map(<[Vec<u8>]>::to_vec).collect();
+    let resent: Vec<Vec<Vec<u8>>> = raws[..1000].chunks(25).map(|c| [c, c].concat()).collect();
+    let mut g = c.benchmark_group("mempool");
+    g.throughput(Throughput::Elements(2000));
+    for (name, input) in [("dedup/txs=2000", &submissions), ("dedup/txs=2000,resent=50%", &resent)] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || input.clone(),
+                |subs| {
+                    let mut draft = BlockDraft::with_capacity(2000);
+                    for (i, s) in subs.into_iter().enumerate() {
+                        draft.add(s, i);
+                    }
+                    draft.into_parts()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let mut g = c.benchmark_group("batcher");
+    g.throughput(Throughput::Elements(2000));
+    g.bench_function("gather/submissions=40,txs=2000", |b| {
+        b.iter_batched(
+            || {
+                let (tx, rx) = tokio::sync::mpsc::channel(64);
+                for s in &submissions[1..] {
+                    tx.try_send(s.clone()).unwrap();
+                }
+                (tx, rx, submissions[0].clone())
+            },
+            |(_tx, mut rx, first)| rt.block_on(gather(&mut rx, first, Vec::len, 2000, Duration::from_millis(10))),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
@@ -155,6 +200,6 @@ fn quic(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3));
-    targets = decode, merkle, raft_entry, redb_writes, quic
+    targets = decode, mempool, merkle, raft_entry, redb_writes, quic
 }
 criterion_main!(benches);

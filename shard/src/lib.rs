@@ -16,6 +16,7 @@
 //! - [`ledger`]: the three wired together for one replica.
 
 pub mod ca;
+pub mod clock;
 pub mod exec;
 pub mod ledger;
 pub mod net;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod store;
 pub mod verifier;
 
+pub use clock::Clock;
 pub use exec::{Executed, Executor, LogPosition};
 pub use ledger::Ledger;
 pub use state::{MemState, StateReads, StateView};

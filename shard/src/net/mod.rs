@@ -27,6 +27,7 @@
 
 pub mod endpoint;
 pub mod frame;
+pub mod sim;
 pub mod tls;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use endpoint::Endpoint;
+pub use sim::{SimNet, SimPort};
 pub use tls::{Identity, PeerIdentity, TlsFiles};
 
 /// Largest request or answer payload, in bytes; snapshot chunks travel as requests too.
@@ -73,6 +75,52 @@ where
 {
     fn handle(&self, peer: PeerIdentity, request: Bytes) -> BoxFuture<Result<Bytes, String>> {
         Box::pin((self.0)(peer, request))
+    }
+}
+
+/// How a node or client reaches its peers: QUIC with mutual TLS in every real deployment, or
+/// the deterministic simulator's in-memory network ([`sim`]). Clones share the connection.
+#[derive(Clone, Debug)]
+pub enum Wire {
+    /// A QUIC endpoint.
+    Quic(Endpoint),
+    /// A port on a simulated network.
+    Sim(SimPort),
+}
+
+impl Wire {
+    /// Send one request to node `node_id` (at `addr`, for QUIC) and wait for its answer, within
+    /// `timeout`.
+    pub async fn call(
+        &self,
+        node_id: u64,
+        addr: SocketAddr,
+        request: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
+        match self {
+            Wire::Quic(e) => e.call(node_id, addr, request, timeout).await,
+            Wire::Sim(p) => p.call(node_id, request, timeout).await,
+        }
+    }
+
+    /// Stop serving and calling.
+    pub async fn close(&self) {
+        match self {
+            Wire::Quic(e) => e.close().await,
+            Wire::Sim(p) => p.detach(),
+        }
+    }
+
+    /// True on the simulated network.
+    pub fn is_simulated(&self) -> bool {
+        matches!(self, Wire::Sim(_))
+    }
+}
+
+impl From<Endpoint> for Wire {
+    fn from(e: Endpoint) -> Wire {
+        Wire::Quic(e)
     }
 }
 

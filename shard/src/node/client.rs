@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 
 use super::rpc::{decode, encode, Answer, ChainStatus, Query, Receipt, Request, Response};
-use crate::net::{BoxFuture, Endpoint, Handler, Identity, NetError, PeerIdentity};
+use crate::net::{BoxFuture, Endpoint, Handler, Identity, NetError, PeerIdentity, SimNet, Wire};
 use crate::raft::NodeId;
 
 /// Why a client request did not get an answer.
@@ -47,7 +49,7 @@ impl Handler for NoService {
 /// [`Client::fork`] gives a client with tables of its own.
 #[derive(Clone)]
 pub struct Client {
-    endpoint: Endpoint,
+    endpoint: Wire,
     nodes: Arc<RwLock<BTreeMap<NodeId, SocketAddr>>>,
     /// The replicas of each chain, when known; a chain without an entry is tried on every node.
     replicas: Arc<RwLock<HashMap<u32, Vec<NodeId>>>>,
@@ -61,13 +63,22 @@ impl Client {
     pub async fn new(identity: Identity, nodes: BTreeMap<NodeId, SocketAddr>) -> Result<Self, NetError> {
         let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
         let endpoint = Endpoint::bind(bind, identity, Arc::new(NoService)).await?;
-        Ok(Self {
+        Ok(Self::on_wire(endpoint.into(), nodes))
+    }
+
+    /// A client on the simulator's network as node `id`, presenting `identity` to the nodes.
+    pub fn simulated(net: &SimNet, id: NodeId, identity: PeerIdentity, nodes: BTreeMap<NodeId, SocketAddr>) -> Self {
+        Self::on_wire(Wire::Sim(net.attach(id, identity, Arc::new(NoService))), nodes)
+    }
+
+    fn on_wire(endpoint: Wire, nodes: BTreeMap<NodeId, SocketAddr>) -> Self {
+        Self {
             endpoint,
             nodes: Arc::new(RwLock::new(nodes)),
             replicas: Arc::default(),
             timeout: Duration::from_secs(5),
             leaders: Arc::default(),
-        })
+        }
     }
 
     /// A client on the same endpoint with its own copy of the node and replica tables, so that

@@ -162,6 +162,11 @@ pub struct TestingConfig {
     /// (`elchain bench --gate`) catches one.
     #[serde(default)]
     pub apply_delay_ms: u64,
+    /// A planted bug: answer each submission with a receipt (a guessed height, outcome valid)
+    /// as soon as its block is proposed, before it is replicated, made durable or executed. It
+    /// exists to show that the simulator's history checker catches lost acknowledgements.
+    #[serde(default)]
+    pub ack_before_commit: bool,
 }
 
 /// A configuration that cannot be used, with what to fix.

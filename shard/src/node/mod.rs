@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod config;
+pub mod mempool;
 pub mod metrics;
 pub mod network;
 pub mod replica;
@@ -22,17 +23,31 @@ use anyhow::Context;
 use bytes::Bytes;
 use tracing::info;
 
+use elchain_types::contract::Consortium;
+use elchain_types::crypto::Keypair;
 use elchain_types::profile::Profile;
 
-use crate::net::{BoxFuture, Endpoint, Handler, Identity, PeerIdentity, TlsFiles};
+use crate::clock::Clock;
+use crate::net::{BoxFuture, Endpoint, Handler, Identity, PeerIdentity, SimNet, TlsFiles, Wire};
 use config::NodeConfig;
 use replica::Replica;
 use rpc::{decode, encode, Request, Response};
 
+fn load_consortium(cfg: &NodeConfig) -> anyhow::Result<Arc<Consortium>> {
+    let profile = if cfg.consortium.profile == "sample" {
+        Profile::sample()
+    } else {
+        let text = std::fs::read_to_string(&cfg.consortium.profile)
+            .with_context(|| format!("cannot read profile {}", cfg.consortium.profile))?;
+        Profile::parse(&text)?
+    };
+    Ok(Arc::new(profile.into_dev_consortium()?))
+}
+
 /// A running node.
 pub struct Node {
     id: u64,
-    endpoint: Endpoint,
+    endpoint: Wire,
     replicas: Arc<HashMap<u32, Arc<Replica>>>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -78,16 +93,10 @@ impl Handler for NodeHandler {
 }
 
 impl Node {
-    /// Start a node from a checked configuration.
+    /// Start a node from a checked configuration: its TLS identity from the files the
+    /// configuration names, its QUIC endpoint on `listen`.
     pub async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
-        let profile = if cfg.consortium.profile == "sample" {
-            Profile::sample()
-        } else {
-            let text = std::fs::read_to_string(&cfg.consortium.profile)
-                .with_context(|| format!("cannot read profile {}", cfg.consortium.profile))?;
-            Profile::parse(&text)?
-        };
-        let consortium = Arc::new(profile.into_dev_consortium()?);
+        let consortium = load_consortium(&cfg)?;
         let identity = Identity::load(&TlsFiles {
             ca_cert: cfg.tls.ca_cert.clone(),
             cert: cfg.tls.cert.clone(),
@@ -110,9 +119,36 @@ impl Node {
         let endpoint = Endpoint::bind(cfg.listen, identity, handler.clone())
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        Self::serve(cfg, consortium, endpoint.into(), handler, signer, Clock::System).await
+    }
+
+    /// Start a node of the deterministic simulator: on `net` instead of QUIC (the `tls` and
+    /// `listen` settings are not used), with `signer` as its checkpoint key and `clock` for block
+    /// times. Everything else (stores, Raft, admission, batching) is what [`Node::start`] runs.
+    pub async fn start_simulated(cfg: NodeConfig, net: &SimNet, signer: Keypair, clock: Clock) -> anyhow::Result<Node> {
+        let consortium = load_consortium(&cfg)?;
+        let handler = Arc::new(NodeHandler { replicas: OnceLock::new() });
+        let identity = PeerIdentity {
+            node_id: Some(cfg.node_id),
+            member: None,
+            role: Some("replica".into()),
+            public_key: Some(signer.public().0),
+        };
+        let port = net.attach(cfg.node_id, identity, handler.clone());
+        Self::serve(cfg, consortium, Wire::Sim(port), handler, Some(signer), clock).await
+    }
+
+    async fn serve(
+        cfg: NodeConfig,
+        consortium: Arc<Consortium>,
+        endpoint: Wire,
+        handler: Arc<NodeHandler>,
+        signer: Option<Keypair>,
+        clock: Clock,
+    ) -> anyhow::Result<Node> {
         let mut replicas = HashMap::new();
         for chain in &cfg.chains {
-            let r = Replica::start(&cfg, chain, consortium.clone(), endpoint.clone(), signer.clone())
+            let r = Replica::start(&cfg, chain, consortium.clone(), endpoint.clone(), signer.clone(), clock)
                 .await
                 .with_context(|| format!("cannot start chain {}", chain.id))?;
             replicas.insert(chain.id, r);
@@ -123,7 +159,7 @@ impl Node {
             Some(addr) => Some(metrics::serve(addr, cfg.node_id, replicas.clone()).await?),
             None => None,
         };
-        info!(node = cfg.node_id, listen = %endpoint.local_addr(), chains = ?cfg.chains.iter().map(|c| c.id).collect::<Vec<_>>(), "node started");
+        info!(node = cfg.node_id, chains = ?cfg.chains.iter().map(|c| c.id).collect::<Vec<_>>(), "node started");
         Ok(Node { id: cfg.node_id, endpoint, replicas, metrics_task })
     }
 

@@ -1,4 +1,4 @@
-//! openraft's network over the node's QUIC endpoint.
+//! openraft's network over the node's wire: its QUIC endpoint, or the simulator's network.
 
 use std::net::SocketAddr;
 
@@ -11,26 +11,26 @@ use openraft::raft::{
 use openraft::BasicNode;
 
 use super::rpc::{decode, encode, RaftRpc, Request, Response};
-use crate::net::{Endpoint, NetError};
+use crate::net::{NetError, Wire};
 use crate::raft::{NodeId, TypeConfig};
 
 /// Makes connections to the replicas of one chain.
 #[derive(Clone)]
 pub struct Network {
-    endpoint: Endpoint,
+    endpoint: Wire,
     chain: u32,
 }
 
 impl Network {
     /// Raft traffic of `chain` over `endpoint`.
-    pub fn new(endpoint: Endpoint, chain: u32) -> Self {
+    pub fn new(endpoint: Wire, chain: u32) -> Self {
         Self { endpoint, chain }
     }
 }
 
 /// A connection to one replica (the endpoint shares one QUIC connection per peer).
 pub struct Peer {
-    endpoint: Endpoint,
+    endpoint: Wire,
     chain: u32,
     target: NodeId,
     addr: Result<SocketAddr, String>,

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
@@ -30,9 +30,11 @@ use elchain_types::crypto::{Keypair, PublicKey};
 use elchain_types::ids::{ChainId, Hash32, Timestamp};
 
 use super::config::{ChainConfig, NodeConfig};
+use super::mempool::{gather, BlockDraft};
 use super::network::Network;
 use super::rpc::{encode, Answer, ChainStatus, Governance, Query, RaftRpc, Receipt, ReceiptStatus, Request, Response};
-use crate::net::{Endpoint, PeerIdentity};
+use crate::clock::Clock;
+use crate::net::{PeerIdentity, Wire};
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::{current, SharedStore, StateMachine};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
@@ -81,8 +83,9 @@ pub struct Replica {
     batcher: mpsc::Sender<Pending>,
     allow_raw: bool,
     verdicts: Arc<VerdictCache>,
-    endpoint: Endpoint,
+    endpoint: Wire,
     signer: Option<Keypair>,
+    clock: Clock,
     /// Checkpoint signatures gathered, by height, until a quorum agrees with the local header.
     pending: Mutex<BTreeMap<u64, Vec<CheckpointSig>>>,
     /// The header hash each pending signature signed, by (height, node).
@@ -91,18 +94,16 @@ pub struct Replica {
     pub metrics: Arc<ReplicaMetrics>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Replica {
-    /// Open (or create) the chain's stores under the node's data directory and start Raft.
+    /// Open (or create) the chain's stores under the node's data directory and start Raft,
+    /// talking to the other replicas over `endpoint` and stamping blocks with `clock`.
     pub async fn start(
         node: &NodeConfig,
         chain: &ChainConfig,
         consortium: Arc<Consortium>,
-        endpoint: Endpoint,
+        endpoint: Wire,
         signer: Option<Keypair>,
+        clock: Clock,
     ) -> anyhow::Result<Arc<Self>> {
         let id = ChainId(chain.id);
         let dir = node.data_dir.join(format!("chain-{}", chain.id));
@@ -167,11 +168,17 @@ impl Replica {
             verdicts,
             endpoint,
             signer,
+            clock,
             pending: Mutex::new(BTreeMap::new()),
             pending_hashes: Mutex::new(BTreeMap::new()),
             metrics: metrics.clone(),
         });
-        tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics));
+        // The planted bug of `[testing] ack_before_commit` needs the chain's tip to guess heights.
+        let early = node.testing.ack_before_commit.then(|| replica.store.clone());
+        if early.is_some() {
+            warn!(chain = chain.id, "testing.ack_before_commit: receipts are sent BEFORE blocks commit (planted bug)");
+        }
+        tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics, clock, early));
         tokio::spawn(checkpointer(Arc::downgrade(&replica), applied_rx));
         Ok(replica)
     }
@@ -220,7 +227,13 @@ impl Replica {
         let n = txs.len();
         self.metrics.verify_queue.fetch_add(n as u64, Ordering::Relaxed);
         let verifier = self.verifier.clone();
-        let checked = tokio::task::spawn_blocking(move || verifier.check(txs)).await;
+        // On the simulator's single thread verification runs in place: a blocking task would
+        // finish at a moment set by real time, and the run would no longer be reproducible.
+        let checked = if self.endpoint.is_simulated() {
+            Ok(verifier.check(txs))
+        } else {
+            tokio::task::spawn_blocking(move || verifier.check(txs)).await
+        };
         self.metrics.verify_queue.fetch_sub(n as u64, Ordering::Relaxed);
         let checked = match checked {
             Ok(c) => c,
@@ -271,7 +284,7 @@ impl Replica {
         if !self.allow_raw {
             return Response::Error("raw proposals are disabled (testing.allow_raw_propose)".into());
         }
-        match self.raft.client_write(BlockProposal { time: now_ms(), txs }).await {
+        match self.raft.client_write(BlockProposal { time: self.clock.now_ms(), txs }).await {
             Ok(r) => Response::Receipts(
                 r.data
                     .results
@@ -560,49 +573,43 @@ async fn batcher(
     mut rx: mpsc::Receiver<Pending>,
     cfg: super::config::BatchConfig,
     metrics: Arc<ReplicaMetrics>,
+    clock: Clock,
+    ack_early: Option<SharedStore>,
 ) {
     let in_flight = Arc::new(Semaphore::new(cfg.in_flight));
+    let mut guessed_height = 0u64;
     let max_wait = Duration::from_millis(cfg.max_wait_ms);
     while let Some(first) = rx.recv().await {
-        let mut count = first.txs.len();
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + max_wait;
-        while count < cfg.max_txs {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(p) => { count += p.txs.len(); batch.push(p); }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        let (batch, count) = gather(&mut rx, first, |p| p.txs.len(), cfg.max_txs, max_wait).await;
         let permit = match in_flight.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return,
         };
         let raft = raft.clone();
         let metrics = metrics.clone();
+        let early = ack_early.as_ref().map(|store| {
+            let tip = current(store).tip().map_or(0, |t| t.height);
+            guessed_height = guessed_height.max(tip) + 1;
+            guessed_height
+        });
         tokio::spawn(async move {
-            // The mempool's de-duplication: identical bytes submitted twice (a client retrying,
-            // two routers forwarding) go into the block once and share the receipt.
-            let mut txs = Vec::with_capacity(count);
-            let mut seen: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::with_capacity(count);
-            let mut replies = Vec::with_capacity(batch.len());
+            // Identical bytes submitted twice (a client retrying, two routers forwarding) go into
+            // the block once and share the receipt.
+            let mut draft = BlockDraft::with_capacity(count);
             for p in batch {
-                let mut at = Vec::with_capacity(p.txs.len());
-                for raw in p.txs {
-                    let h = elchain_types::block::entry_hash(&raw).0;
-                    let next = txs.len();
-                    let pos = *seen.entry(h).or_insert(next);
-                    if pos == next {
-                        txs.push(raw);
-                    }
-                    at.push(pos);
-                }
-                replies.push((at, p.reply));
+                draft.add(p.txs, p.reply);
             }
+            let (txs, mut replies) = draft.into_parts();
             metrics.proposed_blocks.fetch_add(1, Ordering::Relaxed);
-            let result = raft.client_write(BlockProposal { time: now_ms(), txs }).await;
+            if let Some(height) = early {
+                // Planted bug (testing only): promise a position before the block is replicated,
+                // durable or even executed. The history checker must catch it.
+                let guess = Arc::new(BlockApplied { height, hash: [0; 32], results: vec![([0; 32], 0); txs.len()] });
+                for (at, reply) in std::mem::take(&mut replies) {
+                    let _ = reply.send(Ok((guess.clone(), at)));
+                }
+            }
+            let result = raft.client_write(BlockProposal { time: clock.now_ms(), txs }).await;
             drop(permit);
             match result {
                 Ok(r) => {
