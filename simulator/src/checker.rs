@@ -7,6 +7,9 @@
 //!                                              every ack at its height/index, same outcome
 //!                                              every tx took effect at most once (exactly once
 //!                                                when acked valid or `replay`)
+//!                                              every valid tx keeps the rules (crate::rules:
+//!                                                no use after revocation, outside the window,
+//!                                                beyond uses or fields, of a dead licence …)
 //!                                              audit: hash chain, Merkle roots, index, checkpoints
 //! ```
 //!
@@ -15,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use elchain_shard::node::rpc::{Receipt, ReceiptStatus};
 use elchain_shard::store::audit::audit;
@@ -26,6 +29,7 @@ use elchain_types::reason::{Outcome, RejectCode};
 use serde::Serialize;
 
 use crate::cluster::Cluster;
+use crate::rules::Rules;
 
 /// One acknowledgement: a chain's receipt for a transaction the load generator submitted.
 #[derive(Clone, Debug)]
@@ -114,6 +118,18 @@ pub enum Violation {
         /// What is wrong.
         problem: String,
     },
+    /// A transaction the chain marked valid breaks an authorisation or life-cycle rule (as the
+    /// checker's own model of the rules sees it, in [`crate::rules`]).
+    RuleBroken {
+        /// Chain.
+        chain: u32,
+        /// Height of its block.
+        height: u64,
+        /// Transaction id (hex).
+        tx: String,
+        /// The rule.
+        rule: String,
+    },
     /// Nothing submitted to the chain was acknowledged, so the run shows nothing about it.
     NothingCommitted {
         /// Chain.
@@ -143,6 +159,9 @@ impl fmt::Display for Violation {
             Violation::AuditFailed { chain, node, height, problem } => {
                 write!(f, "chain {chain} node {node}: audit fails at block {height}: {problem}")
             }
+            Violation::RuleBroken { chain, height, tx, rule } => {
+                write!(f, "chain {chain}: tx {tx} at height {height} broke a rule: {rule}")
+            }
             Violation::NothingCommitted { chain } => write!(f, "chain {chain}: nothing was acknowledged"),
         }
     }
@@ -157,10 +176,14 @@ pub struct ChainVerdict {
     pub replicas: Vec<u64>,
     /// The tip height of its longest replica.
     pub height: u64,
+    /// The hash of that replica's tip header (hex).
+    pub tip_hash: String,
     /// Transactions in its blocks.
     pub txs: u64,
     /// Acknowledgements checked.
     pub acks: u64,
+    /// Valid uses whose grant, window, uses, fields and licence the rule model checked.
+    pub uses_checked: u64,
 }
 
 /// The checker's verdict on a run.
@@ -269,6 +292,7 @@ pub fn check_chain(chain: u32, replicas: &[(u64, Store)], receipts: &[&Receipt])
     };
     let (first_id, first, tip) = (tips[best].0, tips[best].1, tips[best].2);
     verdict.height = tip.height;
+    verdict.tip_hash = tip.hash().to_hex();
     for (id, _, t) in &tips {
         if *t != tip {
             out.push(Violation::TipDiffers { chain, node: *id, height: t.height, expected: tip.height });
@@ -277,6 +301,7 @@ pub fn check_chain(chain: u32, replicas: &[(u64, Store)], receipts: &[&Receipt])
     let others: Vec<(u64, &Store, u64)> =
         tips.iter().filter(|(id, _, _)| *id != first_id).map(|(id, s, t)| (*id, *s, t.height)).collect();
     let mut history = History::new(chain);
+    let mut rules = Rules::new();
     for h in 1..=tip.height {
         let block = match first.block(h) {
             Ok(Some(b)) => b,
@@ -297,7 +322,14 @@ pub fn check_chain(chain: u32, replicas: &[(u64, Store)], receipts: &[&Receipt])
             }
         }
         history.add_block(h, &block);
+        out.extend(rules.add_block(h, &block).into_iter().map(|b| Violation::RuleBroken {
+            chain,
+            height: b.height,
+            tx: b.tx,
+            rule: b.rule,
+        }));
     }
+    verdict.uses_checked = rules.uses_checked();
     verdict.txs = history.txs();
     out.extend(history.check(receipts));
     for (id, s) in replicas {
@@ -320,13 +352,22 @@ pub fn open_store(data: &Path, chain: u32) -> Result<Store, StoreError> {
 
 /// Check every chain of a stopped cluster against the acknowledgements of a run.
 pub fn check_cluster(cluster: &Cluster, acks: &[Ack]) -> Verdict {
+    let replicas = |chain: u32| -> Vec<(u64, PathBuf)> {
+        cluster.nodes.values().filter(|n| n.chains.contains(&chain)).map(|n| (n.id, n.data.clone())).collect()
+    };
+    check_stores(&cluster.chains(), replicas, acks)
+}
+
+/// Check `chains`, whose replicas (node id, data directory; all stopped) `replicas` names,
+/// against the acknowledgements of a run.
+pub fn check_stores(chains: &[u32], replicas: impl Fn(u32) -> Vec<(u64, PathBuf)>, acks: &[Ack]) -> Verdict {
     let mut verdict = Verdict::default();
-    for chain in cluster.chains() {
+    for &chain in chains {
         let mut stores = Vec::new();
-        for n in cluster.nodes.values().filter(|n| n.chains.contains(&chain)) {
-            match open_store(&n.data, chain) {
-                Ok(s) => stores.push((n.id, s)),
-                Err(e) => verdict.violations.push(Violation::Unreadable { chain, node: n.id, error: e.to_string() }),
+        for (id, data) in replicas(chain) {
+            match open_store(&data, chain) {
+                Ok(s) => stores.push((id, s)),
+                Err(e) => verdict.violations.push(Violation::Unreadable { chain, node: id, error: e.to_string() }),
             }
         }
         let receipts: Vec<&Receipt> = acks.iter().filter(|a| a.chain == chain).map(|a| &a.receipt).collect();

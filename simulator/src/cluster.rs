@@ -3,20 +3,22 @@
 //! Used by the fault tests, `elchain bench` and the simulator. The cluster makes its own
 //! consortium CA and node certificates, writes each node's config, and starts the processes.
 //! Every node's address in the chain's membership is a UDP relay ([`Relay`]) in front of it, so
-//! a fault can cut a node off from the others (both directions) without touching the node.
+//! a fault can cut a node off from the others (both directions), or slow its network down,
+//! without touching the node. A slow disk is a node restarted with a test-only apply delay.
 //!
 //! ```text
 //!  Cluster::start ─► ca init ─► issue node certs ─► node-<id>.toml ─► spawn `elchain node`
 //!                         peers dial  relay(id) ──UDP──► node id's QUIC socket
 //! ```
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use elchain_shard::ca;
 use elchain_shard::net::{Identity, TlsFiles};
@@ -54,6 +56,8 @@ pub struct Settings {
     pub base_port: Option<u16>,
     /// Every replica sleeps this long per applied block (a deliberate slowdown; testing only).
     pub apply_delay_ms: u64,
+    /// Plant the `[testing] ack_before_commit` bug in every node (the checker must catch it).
+    pub ack_before_commit: bool,
 }
 
 impl Default for Settings {
@@ -71,6 +75,7 @@ impl Default for Settings {
             meta: false,
             base_port: None,
             apply_delay_ms: 0,
+            ack_before_commit: false,
         }
     }
 }
@@ -307,6 +312,7 @@ max_wait_ms = {block_wait}
 [testing]
 allow_raw_propose = {raw}
 apply_delay_ms = {delay}
+ack_before_commit = {early}
 {chains}"#,
             listen = n.listen,
             data = n.data.display(),
@@ -316,6 +322,7 @@ apply_delay_ms = {delay}
             keep = s.keep_logs,
             raw = s.allow_raw_propose,
             delay = s.apply_delay_ms,
+            early = s.ack_before_commit,
             threads = s.verify_threads,
             block_txs = s.block_txs,
             block_wait = s.block_wait_ms,
@@ -414,6 +421,47 @@ apply_delay_ms = {delay}
                 relay.block_peer(victim, cut);
             }
         }
+    }
+
+    /// Delay every datagram to and from node `id` by `delay`, each way (zero: no delay): its own
+    /// relay holds everything it forwards, the other nodes' relays hold what comes from and
+    /// goes to it. Needs relays.
+    pub fn set_net_delay(&self, id: u64, delay: Duration) -> Result<(), String> {
+        let victim = self.nodes.get(&id).ok_or_else(|| format!("there is no node {id}"))?.listen;
+        if !self.relays.contains_key(&id) {
+            return Err(format!("node {id} has no relay (the cluster runs without relays)"));
+        }
+        for (rid, relay) in &self.relays {
+            if *rid == id {
+                relay.set_delay(delay);
+            } else {
+                relay.delay_peer(victim, delay);
+            }
+        }
+        Ok(())
+    }
+
+    /// Give node `id` a slow disk: every block it applies takes `delay_ms` longer (0: none). The
+    /// setting is read at start-up, so a running node is stopped (SIGTERM) and started again; a
+    /// node that is down only gets the new config, for its next start. An error says the node
+    /// did not stop cleanly (it is started again all the same) or its config could not be
+    /// rewritten.
+    pub fn set_apply_delay(&mut self, id: u64, delay_ms: u64) -> Result<(), String> {
+        let config = self.nodes.get(&id).ok_or_else(|| format!("there is no node {id}"))?.config.clone();
+        let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read {}: {e}", config.display()))?;
+        std::fs::write(&config, with_apply_delay(&text, delay_ms))
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        if self.pid(id).is_none() {
+            return Ok(());
+        }
+        let stopped = self.try_stop(id);
+        self.spawn(id);
+        stopped.map_err(|e| e.lines().next().unwrap_or_default().to_string())
+    }
+
+    /// The id after the highest node id in use.
+    pub fn next_node_id(&self) -> u64 {
+        self.nodes.keys().next_back().map_or(1, |id| id + 1)
     }
 
     /// Node `id`'s certificate key, as light clients would take it from its certificate.
@@ -574,6 +622,44 @@ apply_delay_ms = {delay}
     }
 }
 
+/// A free TCP port on loopback (for a router's HTTP listener).
+pub fn free_tcp() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
+    l.local_addr().expect("local address")
+}
+
+/// A node config's text with `[testing] apply_delay_ms` set to `delay_ms`.
+fn with_apply_delay(config: &str, delay_ms: u64) -> String {
+    let line = format!("apply_delay_ms = {delay_ms}");
+    let mut out: Vec<String> = Vec::new();
+    let (mut section, mut done) = (String::new(), false);
+    for l in config.lines() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            if section == "[testing]" && !done {
+                out.push(line.clone());
+                done = true;
+            }
+            section = t.to_string();
+        }
+        if section == "[testing]" && t.split('=').next().is_some_and(|k| k.trim() == "apply_delay_ms") {
+            if !done {
+                out.push(line.clone());
+                done = true;
+            }
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    if !done {
+        if section != "[testing]" {
+            out.push("\n[testing]".into());
+        }
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
 /// SIGTERM a process and wait up to 10 s for a clean exit (killing it after that).
 fn terminate(mut c: Child) -> Result<(), String> {
     let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
@@ -605,13 +691,144 @@ impl Drop for Cluster {
     }
 }
 
-/// A UDP relay in front of a node: forwards datagrams both ways, or drops them on command.
+/// A UDP relay in front of a node: forwards datagrams both ways, drops them on command, or holds
+/// them back for a while (a slow network).
+///
+/// Delayed datagrams wait in a delay queue served by a thread of their own, so a delay adds
+/// latency without slowing the forwarding threads (and so the throughput) down; datagrams of one
+/// flow (one peer, one direction) leave in the order they came.
 pub struct Relay {
     /// The relay's address (what peers dial).
     pub addr: SocketAddr,
-    blocked: Arc<AtomicBool>,
-    blocked_peers: Arc<Mutex<Vec<SocketAddr>>>,
-    stop: Arc<AtomicBool>,
+    rules: Arc<Rules>,
+}
+
+/// What a relay does with the datagrams it forwards, shared with its threads.
+#[derive(Default)]
+struct Rules {
+    stop: AtomicBool,
+    /// Drop everything.
+    blocked: AtomicBool,
+    /// Delay everything by this many milliseconds.
+    delay_ms: AtomicU64,
+    /// Rules for the datagrams from and to one peer.
+    peers: Mutex<BTreeMap<SocketAddr, PeerRule>>,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct PeerRule {
+    blocked: bool,
+    delay_ms: u64,
+}
+
+impl Rules {
+    /// How long to hold a datagram from or to `peer`; `None`: drop it.
+    fn verdict(&self, peer: SocketAddr) -> Option<Duration> {
+        if self.blocked.load(Ordering::Relaxed) {
+            return None;
+        }
+        let rule = self.peers.lock().expect("relay rules").get(&peer).copied().unwrap_or_default();
+        (!rule.blocked).then(|| Duration::from_millis(self.delay_ms.load(Ordering::Relaxed).max(rule.delay_ms)))
+    }
+
+    fn set_peer(&self, peer: SocketAddr, change: impl FnOnce(&mut PeerRule)) {
+        let mut peers = self.peers.lock().expect("relay rules");
+        let rule = peers.entry(peer).or_default();
+        change(rule);
+        if *rule == PeerRule::default() {
+            peers.remove(&peer);
+        }
+    }
+}
+
+/// A datagram in the delay queue.
+struct Held {
+    due: Instant,
+    seq: u64,
+    sock: Arc<UdpSocket>,
+    /// `None`: the socket is connected to its destination.
+    to: Option<SocketAddr>,
+    bytes: Vec<u8>,
+}
+
+/// Send a datagram on `sock`, to `to` or to where it is connected; a datagram that cannot be
+/// sent is lost, as on a network.
+fn send(sock: &UdpSocket, to: Option<SocketAddr>, bytes: &[u8]) {
+    let _ = match to {
+        Some(to) => sock.send_to(bytes, to),
+        None => sock.send(bytes),
+    };
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// One direction of one peer's traffic through a relay: sends a datagram now or through the
+/// delay queue, never ahead of one of its own that is still held.
+struct Flow {
+    sock: Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+    queue: mpsc::Sender<Held>,
+    seq: Arc<AtomicU64>,
+    /// When this flow's last held datagram is due.
+    last_due: Option<Instant>,
+}
+
+impl Flow {
+    /// Past a held datagram's due time by this much, it has surely left: the next may go
+    /// straight out without overtaking it.
+    const DRAINED: Duration = Duration::from_millis(20);
+
+    fn forward(&mut self, bytes: &[u8], delay: Duration) {
+        let now = Instant::now();
+        let queued = self.last_due.is_some_and(|d| now < d + Self::DRAINED);
+        if delay.is_zero() && !queued {
+            send(&self.sock, self.to, bytes);
+            return;
+        }
+        // Never before an earlier datagram of the same flow (the delay may have just shrunk).
+        let due = self.last_due.map_or(now + delay, |d| d.max(now + delay));
+        self.last_due = Some(due);
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let held = Held { due, seq, sock: self.sock.clone(), to: self.to, bytes: bytes.to_vec() };
+        let _ = self.queue.send(held);
+    }
+}
+
+/// Send held datagrams when they are due, earliest first, until every sender is gone.
+fn delay_queue(rx: mpsc::Receiver<Held>) {
+    let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    loop {
+        let next = match heap.peek() {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(Reverse(h)) => rx.recv_timeout(h.due.saturating_duration_since(Instant::now())),
+        };
+        match next {
+            Ok(h) => heap.push(Reverse(h)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        while heap.peek().is_some_and(|Reverse(h)| h.due <= now) {
+            if let Some(Reverse(h)) = heap.pop() {
+                send(&h.sock, h.to, &h.bytes);
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -620,60 +837,171 @@ impl Relay {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("relay socket"));
         front.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         let addr = front.local_addr().expect("relay address");
-        let blocked = Arc::new(AtomicBool::new(false));
-        let blocked_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, bp, st) = (blocked.clone(), blocked_peers.clone(), stop.clone());
+        let rules = Arc::new(Rules::default());
+        let (queue, held) = mpsc::channel::<Held>();
+        std::thread::spawn(move || delay_queue(held));
+        let seq = Arc::new(AtomicU64::new(0));
+        let r = rules.clone();
         std::thread::spawn(move || {
             // One upstream socket per client, so the node sees distinct peers.
-            let mut upstream: BTreeMap<SocketAddr, Arc<UdpSocket>> = BTreeMap::new();
+            let mut inbound: BTreeMap<SocketAddr, Flow> = BTreeMap::new();
             let mut buf = vec![0u8; 65536];
-            while !st.load(Ordering::Relaxed) {
+            while !r.stop.load(Ordering::Relaxed) {
                 let Ok((n, from)) = front.recv_from(&mut buf) else { continue };
-                if b.load(Ordering::Relaxed) || bp.lock().expect("lock").contains(&from) {
-                    continue;
-                }
-                let up = upstream.entry(from).or_insert_with(|| {
+                let Some(delay) = r.verdict(from) else { continue };
+                let flow = inbound.entry(from).or_insert_with(|| {
                     let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("upstream socket"));
                     sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
                     sock.connect(target).expect("connect upstream");
-                    let (sock2, front2, b2, bp2, st2) =
-                        (sock.clone(), front.clone(), b.clone(), bp.clone(), st.clone());
+                    let mut back = Flow {
+                        sock: front.clone(),
+                        to: Some(from),
+                        queue: queue.clone(),
+                        seq: seq.clone(),
+                        last_due: None,
+                    };
+                    let (up, r2) = (sock.clone(), r.clone());
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 65536];
-                        while !st2.load(Ordering::Relaxed) {
-                            let Ok(n) = sock2.recv(&mut buf) else { continue };
-                            if b2.load(Ordering::Relaxed) || bp2.lock().expect("lock").contains(&from) {
-                                continue;
+                        while !r2.stop.load(Ordering::Relaxed) {
+                            let Ok(n) = up.recv(&mut buf) else { continue };
+                            if let Some(delay) = r2.verdict(from) {
+                                back.forward(&buf[..n], delay);
                             }
-                            let _ = front2.send_to(&buf[..n], from);
                         }
                     });
-                    sock
+                    Flow { sock, to: None, queue: queue.clone(), seq: seq.clone(), last_due: None }
                 });
-                let _ = up.send(&buf[..n]);
+                flow.forward(&buf[..n], delay);
             }
         });
-        Relay { addr, blocked, blocked_peers, stop }
+        Relay { addr, rules }
     }
 
     /// Drop everything (the node behind is cut off) or forward again.
     pub fn set_blocked(&self, blocked: bool) {
-        self.blocked.store(blocked, Ordering::Relaxed);
+        self.rules.blocked.store(blocked, Ordering::Relaxed);
     }
 
-    /// Drop (or forward again) traffic coming from `peer`.
+    /// Drop (or forward again) traffic coming from and going to `peer`.
     pub fn block_peer(&self, peer: SocketAddr, blocked: bool) {
-        let mut list = self.blocked_peers.lock().expect("lock");
-        list.retain(|p| *p != peer);
-        if blocked {
-            list.push(peer);
-        }
+        self.rules.set_peer(peer, |r| r.blocked = blocked);
+    }
+
+    /// Hold every datagram, both ways, for `delay` (zero: forward at once).
+    pub fn set_delay(&self, delay: Duration) {
+        self.rules.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Hold datagrams from and to `peer` for `delay` (zero: no longer).
+    pub fn delay_peer(&self, peer: SocketAddr, delay: Duration) {
+        self.rules.set_peer(peer, |r| r.delay_ms = delay.as_millis() as u64);
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.rules.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apply_delay_is_set_in_the_testing_section_only() {
+        let config = "node_id = 1\n\n[testing]\nallow_raw_propose = false\napply_delay_ms = 0\n\n[[chains]]\nid = 1\n";
+        let slow = with_apply_delay(config, 40);
+        let parsed: toml::Table = toml::from_str(&slow).unwrap();
+        assert_eq!(parsed["testing"]["apply_delay_ms"].as_integer(), Some(40), "{slow}");
+        assert_eq!(parsed["testing"]["allow_raw_propose"].as_bool(), Some(false));
+        assert_eq!(parsed["chains"][0]["id"].as_integer(), Some(1));
+        assert_eq!(with_apply_delay(&slow, 0), with_apply_delay(config, 0), "undone");
+        // A [testing] section without the key, or none at all.
+        for text in ["node_id = 1\n[testing]\nallow_raw_propose = true\n[[chains]]\nid = 2\n", "node_id = 1\n"] {
+            let parsed: toml::Table = toml::from_str(&with_apply_delay(text, 7)).unwrap();
+            assert_eq!(parsed["testing"]["apply_delay_ms"].as_integer(), Some(7), "{text}");
+        }
+    }
+
+    /// A UDP echo server; its address.
+    fn echo() -> SocketAddr {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        addr
+    }
+
+    /// Send `n` numbered datagrams through `relay` and read the echoes: their numbers in arrival
+    /// order, and how long the first took to come back.
+    fn round_trips(relay: &Relay, n: u32) -> (Vec<u32>, Duration) {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t0 = Instant::now();
+        for i in 0..n {
+            c.send_to(&i.to_be_bytes(), relay.addr).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut first = Duration::ZERO;
+        let mut buf = [0u8; 16];
+        for _ in 0..n {
+            let Ok(k) = c.recv(&mut buf) else { break };
+            if got.is_empty() {
+                first = t0.elapsed();
+            }
+            got.push(u32::from_be_bytes(buf[..k].try_into().unwrap()));
+        }
+        (got, first)
+    }
+
+    #[test]
+    fn a_delayed_relay_holds_datagrams_each_way_and_keeps_their_order() {
+        let relay = Relay::start(echo());
+        let (fast, _) = round_trips(&relay, 50);
+        assert_eq!(fast, (0..50).collect::<Vec<_>>());
+
+        relay.set_delay(Duration::from_millis(150));
+        let (slow, first) = round_trips(&relay, 200);
+        assert_eq!(slow, (0..200).collect::<Vec<_>>(), "every datagram, in order");
+        assert!(first >= Duration::from_millis(300), "150 ms each way, yet back after {first:?}");
+
+        relay.set_delay(Duration::ZERO);
+        relay.set_blocked(true);
+        let (none, _) = {
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            c.send_to(&[1, 2, 3, 4], relay.addr).unwrap();
+            let mut buf = [0u8; 16];
+            (c.recv(&mut buf).ok(), ())
+        };
+        assert_eq!(none, None, "a blocked relay forwards nothing");
+        relay.set_blocked(false);
+        assert_eq!(round_trips(&relay, 5).0, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_peer_delay_applies_to_that_peer_only() {
+        let relay = Relay::start(echo());
+        let slow = UdpSocket::bind("127.0.0.1:0").unwrap();
+        relay.delay_peer(slow.local_addr().unwrap(), Duration::from_millis(1000));
+        let t0 = Instant::now();
+        slow.send_to(b"ping", relay.addr).unwrap();
+        // Another peer's datagrams pass while the slow peer's are held.
+        assert_eq!(round_trips(&relay, 3).0, vec![0, 1, 2]);
+        slow.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 8];
+        assert!(slow.recv(&mut buf).is_err(), "the slow peer's echo came back early");
+        slow.set_nonblocking(false).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.recv(&mut buf).unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(2000), "held {:?} for 1 s each way", t0.elapsed());
+        relay.delay_peer(slow.local_addr().unwrap(), Duration::ZERO);
+        assert!(relay.rules.peers.lock().unwrap().is_empty(), "an undone rule is forgotten");
     }
 }

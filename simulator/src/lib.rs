@@ -11,9 +11,18 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod cpu;
+pub mod det;
+pub mod fault;
+pub mod gateway;
 pub mod governance;
+pub mod report;
+pub mod rules;
 pub mod run;
+pub mod scale;
 pub mod scenario;
+pub mod schedule;
+pub mod series;
 pub mod workload;
 
 pub use workload::{Mix, Workload};

@@ -3,11 +3,14 @@
 //!
 //! ```text
 //!  Scenario ─► presign (one thread per stream) ─► Cluster::start_in (relays on)
-//!    ─► wait for every chain's leader
-//!    ─► load: per stream, a batch every batch/rate s over QUIC (open loop, ≤ 16 in flight), or
-//!             the next batch as soon as the last returned (rate = "max")
-//!       faults: at their times: kill | restart | partition | heal | kill_leader
-//!    ─► settle: heal every cut, restart every killed node, wait until each chain's replicas agree
+//!    ─► wait for every chain's leader ─► fault::prepare: [meta chain] bootstrap, [routers] start
+//!    ─► load: per stream, batches on the rate's schedule (open loop, ≤ 16 in flight), or the
+//!             next batch as soon as the last returned (rate = "max"); over QUIC, or through
+//!             the routers' REST API (gateway); an added chain's streams start when it is added
+//!       faults: at their times: fault::apply (kill, partition, slow_net, slow_disk, kill_router,
+//!             add_chain, …)
+//!    ─► settle: fault::repair (heal, remove delays, restart), wait until each chain's replicas
+//!               agree
 //!    ─► stop every node ─► checker::check_cluster ─► Report (JSON-serialisable)
 //! ```
 //!
@@ -15,7 +18,6 @@
 //! at admission, or no answer before the deadline. Only committed receipts are promises the
 //! checker holds the cluster to.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,13 +28,19 @@ use elchain_shard::node::rpc::{Receipt, ReceiptStatus};
 use elchain_types::codec::Encode;
 use elchain_types::ids::{ChainId, Timestamp};
 use elchain_types::profile::Profile;
+use elchain_types::shardmap::{ShardMap, DEFAULT_BUCKETS};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::checker::{check_cluster, Ack, Verdict};
 use crate::cluster::{Cluster, ClusterDir, Settings};
-use crate::scenario::{Action, Fault, Rate, Scenario};
+use crate::cpu;
+use crate::fault::{self, Damage};
+use crate::gateway::{Gateway, Reply};
+use crate::scenario::{Action, Rate, Scenario};
+use crate::schedule::Schedule;
+use crate::series::{self, Answered, Sample};
 use crate::workload::{Mix, Workload};
 
 /// How long one submission may wait for its receipts (it rides out a leader election).
@@ -57,6 +65,15 @@ pub enum RunError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The scenario asks for something this mode cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A node of a simulated cluster did not start.
+    #[error("{0}")]
+    Start(String),
+    /// The meta chain could not be bootstrapped, or a router did not start.
+    #[error("cannot prepare the cluster: {0}")]
+    Prepare(String),
     /// A chain elected no leader after the cluster started.
     #[error("chain {chain} elected no leader: {source}")]
     NoLeader {
@@ -65,6 +82,16 @@ pub enum RunError {
         /// The client's last error.
         source: ClientError,
     },
+}
+
+/// How the cluster of a run was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Real `elchain node` processes over QUIC, faults on the wall clock.
+    Processes,
+    /// Every node in this process on the simulated network and clock ([`crate::det`]).
+    Deterministic,
 }
 
 /// Where a run is, for a progress display.
@@ -98,6 +125,8 @@ pub struct Progress {
     pub committed: u64,
     /// Transactions refused at admission or unanswered.
     pub errors: u64,
+    /// 99th percentile latency of the last 200 batches answered, in milliseconds.
+    pub p99_ms: f64,
     /// Faults applied so far.
     pub faults_applied: usize,
     /// Faults in the scenario.
@@ -168,6 +197,14 @@ pub struct Report {
     pub scenario: String,
     /// Scenario description.
     pub description: String,
+    /// Real processes, or the deterministic in-process simulation.
+    pub mode: Mode,
+    /// The seed of the workload streams (and, in deterministic mode, of everything else).
+    pub seed: u64,
+    /// Deterministic mode: blake3 over every chain's final height and tip hash; the same
+    /// scenario and seed always give the same digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Licence chains.
     pub chains: u32,
     /// Replicas (every replica serves every chain).
@@ -207,6 +244,13 @@ pub struct Report {
     pub heights: Vec<u64>,
     /// The history checker's verdict.
     pub verdict: Verdict,
+    /// Per second of load: committed tx/s, batch latency, errors.
+    pub series: Vec<Sample>,
+    /// CPU seconds (user + system) the node processes used from the start of the load until
+    /// just before they were stopped (settling included), summed over the nodes alive then. A node
+    /// killed during the run takes what it used with it (not counted); a restarted one counts
+    /// from its restart. `None` where `/proc` cannot be read.
+    pub node_cpu_s: Option<f64>,
     /// Every submitted transaction and its answer (not in the JSON report: it can be large).
     #[serde(skip)]
     pub txs: Vec<TxRecord>,
@@ -228,33 +272,93 @@ struct Batch {
 /// A submitter's pre-signed load for one chain.
 struct Stream {
     chain: u32,
+    /// Open loop: where its batches fall between two of one stream's, in [0, 1), so that the
+    /// streams do not all send at once.
+    offset: f64,
     batches: Vec<Batch>,
 }
 
 /// Live counters for the progress display.
 #[derive(Default)]
-struct Live {
-    sent: AtomicU64,
-    committed: AtomicU64,
-    errors: AtomicU64,
-    faults: AtomicUsize,
+pub(crate) struct Live {
+    pub(crate) sent: AtomicU64,
+    pub(crate) committed: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) faults: AtomicUsize,
+    /// Latencies of the last batches answered, for the live p99.
+    recent_ms: std::sync::Mutex<std::collections::VecDeque<f64>>,
+}
+
+impl Live {
+    /// Batches the live p99 looks back over.
+    const RECENT: usize = 200;
+
+    fn note_latency(&self, ms: f64) {
+        let mut r = self.recent_ms.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() == Self::RECENT {
+            r.pop_front();
+        }
+        r.push_back(ms);
+    }
+
+    /// The 99th percentile of the recent batch latencies.
+    pub(crate) fn recent_p99(&self) -> f64 {
+        let mut v: Vec<f64> = self.recent_ms.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        series::percentile(&v, 0.99)
+    }
+
+    /// A progress snapshot in `phase`, `elapsed_s` into the load.
+    pub(crate) fn progress(&self, s: &Scenario, phase: Phase, elapsed_s: f64) -> Progress {
+        Progress {
+            phase,
+            elapsed_s,
+            duration_s: s.load.duration_s,
+            sent: self.sent.load(Ordering::Relaxed),
+            committed: self.committed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            p99_ms: self.recent_p99(),
+            faults_applied: self.faults.load(Ordering::Relaxed),
+            faults_total: s.faults.len(),
+        }
+    }
 }
 
 /// What one stream's submitter saw.
 #[derive(Default)]
-struct StreamOutcome {
-    records: Vec<TxRecord>,
-    acks: Vec<Ack>,
-    latencies_ms: Vec<f64>,
-    sent: u64,
-    late: u64,
+pub(crate) struct StreamOutcome {
+    pub(crate) records: Vec<TxRecord>,
+    pub(crate) acks: Vec<Ack>,
+    pub(crate) latencies_ms: Vec<f64>,
+    /// Every answered submission: when, latency, committed, errors.
+    pub(crate) answers: Vec<(Instant, f64, u64, u64)>,
+    pub(crate) sent: u64,
+    pub(crate) late: u64,
 }
 
 impl StreamOutcome {
-    fn record(&mut self, live: &Live, chain: u32, batch: &[[u8; 32]], result: Result<Vec<Receipt>, String>, ms: f64) {
+    /// Add another stream's outcome to this one.
+    pub(crate) fn merge(&mut self, o: StreamOutcome) {
+        self.records.extend(o.records);
+        self.acks.extend(o.acks);
+        self.latencies_ms.extend(o.latencies_ms);
+        self.answers.extend(o.answers);
+        self.sent += o.sent;
+        self.late += o.late;
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        live: &Live,
+        chain: u32,
+        batch: &[[u8; 32]],
+        result: Result<Vec<Receipt>, String>,
+        ms: f64,
+        answered: Instant,
+    ) {
         match result {
             Ok(receipts) => {
-                let mut committed = 0;
+                let (mut committed, mut refused) = (0, 0);
                 for r in receipts {
                     let answer = match r.status {
                         ReceiptStatus::Committed { height, index, outcome } => {
@@ -263,6 +367,7 @@ impl StreamOutcome {
                         }
                         ReceiptStatus::Rejected { code } => {
                             live.errors.fetch_add(1, Ordering::Relaxed);
+                            refused += 1;
                             Answer::Refused { code }
                         }
                     };
@@ -272,10 +377,13 @@ impl StreamOutcome {
                 live.committed.fetch_add(committed, Ordering::Relaxed);
                 if committed > 0 {
                     self.latencies_ms.push(ms);
+                    live.note_latency(ms);
                 }
+                self.answers.push((answered, ms, committed, refused));
             }
             Err(error) => {
                 live.errors.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.answers.push((answered, ms, 0, batch.len() as u64));
                 for id in batch {
                     let answer = Answer::NoAnswer { error: error.clone() };
                     self.records.push(TxRecord { chain, tx: hex(id), answer });
@@ -293,21 +401,16 @@ fn now() -> Timestamp {
     Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Streams of the run and, open loop, the interval between one stream's batches.
-fn plan(s: &Scenario) -> (usize, Option<Duration>) {
+/// Batches to sign per stream and, open loop, when the streams send them. The rate (or ramp)
+/// is shared by the initial chains' streams; an added chain's streams send at the same
+/// per-stream rate from when it is added.
+fn plan(s: &Scenario) -> (usize, Option<Schedule>) {
     let streams = s.cluster.chains as usize * s.load.submitters;
-    match s.load.rate {
-        Rate::Max => (s.load.presign.div_ceil(s.load.batch), None),
-        Rate::PerSecond(r) => {
-            let interval = Duration::from_secs_f64(s.load.batch as f64 * streams as f64 / r);
-            ((s.load.duration_s / interval.as_secs_f64()).ceil() as usize + 1, Some(interval))
+    match s.load.rate_points() {
+        None => (s.load.presign.div_ceil(s.load.batch), None),
+        Some(points) => {
+            let schedule = Schedule::new(&points, streams, s.load.batch);
+            (schedule.batches(s.load.duration_s), Some(schedule))
         }
     }
 }
@@ -320,14 +423,30 @@ fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
     let mix = s.load.mix.map(Mix::from).unwrap_or_default();
     let (submitters, batch, population) = (s.load.submitters, s.load.batch, s.load.population);
     let seed = s.load.seed;
+    // Streams of the initial chains, then of the chains added later (signed now, sent then).
+    let chains: Vec<u32> = (1..=s.cluster.chains).chain(s.added_chains()).collect();
+    let initial = s.cluster.chains as usize * submitters;
+    // Routers refuse a misplaced issuance: place the holders as shard map 1 (which the run's
+    // bootstrap sets) does.
+    let placement = if s.cluster.routers > 0 {
+        let ids: Vec<ChainId> = (1..=s.cluster.chains).map(ChainId).collect();
+        Some(ShardMap::even(&ids, DEFAULT_BUCKETS).map_err(|e| RunError::Profile(e.to_string()))?)
+    } else {
+        None
+    };
     Ok(std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..s.cluster.chains as usize * submitters)
+        let handles: Vec<_> = (0..chains.len() * submitters)
             .map(|i| {
                 let consortium = consortium.clone();
-                let chain = 1 + (i / submitters) as u32;
+                let chain = chains[i / submitters];
+                let offset = (i % initial) as f64 / initial as f64;
+                let placement = placement.clone();
                 scope.spawn(move || {
                     let stream_seed = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
                     let mut w = Workload::new(consortium, ChainId(chain), stream_seed, population).with_mix(mix);
+                    if let Some(map) = placement {
+                        w = w.with_placement(map);
+                    }
                     let batches = (0..batches)
                         .map(|_| {
                             let txs = w.batch(batch, t);
@@ -337,7 +456,7 @@ fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
                             }
                         })
                         .collect();
-                    Stream { chain, batches }
+                    Stream { chain, offset, batches }
                 })
             })
             .collect();
@@ -345,17 +464,25 @@ fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
     }))
 }
 
-async fn submit(client: &Client, chain: u32, raws: Vec<Vec<u8>>) -> Result<Vec<Receipt>, String> {
-    client.submit(chain, raws, SUBMIT_DEADLINE).await.map_err(|e| e.to_string())
+async fn submit(gateway: &Gateway, chain: u32, batch: Batch) -> Vec<Reply> {
+    gateway.submit(chain, batch.ids, batch.raws, SUBMIT_DEADLINE).await
 }
 
-/// Open loop: batch k leaves at `first + k × interval` whatever became of the earlier ones. A
+/// When an open-loop stream runs: the schedule, the load's start, and when the stream starts
+/// (seconds after the load's).
+#[derive(Clone)]
+struct Timing {
+    schedule: Arc<Schedule>,
+    started: Instant,
+    from_s: f64,
+}
+
+/// Open loop: batch k leaves at its time on the schedule whatever became of the earlier ones. A
 /// batch's latency runs from its scheduled time, so waiting for a free slot counts.
 async fn open_loop(
-    client: Client,
+    gateway: Gateway,
     stream: Stream,
-    first: Instant,
-    interval: Duration,
+    timing: Timing,
     deadline: Instant,
     live: Arc<Live>,
 ) -> StreamOutcome {
@@ -364,7 +491,8 @@ async fn open_loop(
     let mut tasks = Vec::new();
     let chain = stream.chain;
     for (k, batch) in stream.batches.into_iter().enumerate() {
-        let at = first + interval.mul_f64(k as f64);
+        let Some(t) = timing.schedule.at(k, stream.offset, timing.from_s) else { break };
+        let at = timing.started + Duration::from_secs_f64(t);
         if at >= deadline {
             break;
         }
@@ -378,17 +506,21 @@ async fn open_loop(
         }
         out.sent += batch.ids.len() as u64;
         live.sent.fetch_add(batch.ids.len() as u64, Ordering::Relaxed);
-        let client = client.clone();
+        let gateway = gateway.clone();
         tasks.push(tokio::spawn(async move {
-            let result = submit(&client, chain, batch.raws).await;
+            let replies = submit(&gateway, chain, batch).await;
             drop(slot);
-            (batch.ids, result, at.elapsed())
+            (replies, at.elapsed(), Instant::now())
         }));
     }
     for task in tasks {
         match task.await {
-            Ok((ids, result, latency)) => out.record(&live, chain, &ids, result, latency.as_secs_f64() * 1e3),
-            Err(e) => out.record(&live, chain, &[], Err(e.to_string()), 0.0),
+            Ok((replies, latency, answered)) => {
+                for r in replies {
+                    out.record(&live, chain, &r.ids, r.result, latency.as_secs_f64() * 1e3, answered);
+                }
+            }
+            Err(e) => out.record(&live, chain, &[], Err(e.to_string()), 0.0, Instant::now()),
         }
     }
     out
@@ -396,7 +528,7 @@ async fn open_loop(
 
 /// Closed loop: the next batch as soon as the previous one returned, until the deadline or the
 /// pre-signed batches run out.
-async fn closed_loop(client: Client, stream: Stream, deadline: Instant, live: Arc<Live>) -> StreamOutcome {
+async fn closed_loop(gateway: Gateway, stream: Stream, deadline: Instant, live: Arc<Live>) -> StreamOutcome {
     let mut out = StreamOutcome::default();
     let chain = stream.chain;
     for batch in stream.batches {
@@ -406,99 +538,23 @@ async fn closed_loop(client: Client, stream: Stream, deadline: Instant, live: Ar
         out.sent += batch.ids.len() as u64;
         live.sent.fetch_add(batch.ids.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
-        let result = submit(&client, chain, batch.raws).await;
-        out.record(&live, chain, &batch.ids, result, t0.elapsed().as_secs_f64() * 1e3);
+        for r in submit(&gateway, chain, batch).await {
+            out.record(&live, chain, &r.ids, r.result, t0.elapsed().as_secs_f64() * 1e3, Instant::now());
+        }
     }
     out
 }
 
-/// Which nodes are down or cut off, so that settling can undo it.
-#[derive(Default)]
-struct Damage {
-    killed: BTreeSet<u64>,
-    partitioned: BTreeSet<u64>,
-}
-
-/// Apply one fault.
-async fn apply(cluster: &mut Cluster, client: &Client, damage: &mut Damage, f: &Fault, at: f64) -> AppliedFault {
-    let mut done = AppliedFault {
-        at_s: f.at_s,
-        applied_s: at,
-        action: f.action,
-        nodes: f.node.into_iter().collect(),
-        chain: None,
-        applied: true,
-        note: String::new(),
-    };
-    match f.action {
-        Action::Kill => {
-            let n = f.node.expect("validated: kill names a node");
-            cluster.kill(n);
-            damage.killed.insert(n);
-            done.note = format!("killed node {n}");
-        }
-        Action::KillLeader => {
-            let chain = f.chain.unwrap_or(1);
-            done.chain = Some(chain);
-            match client.wait_leader(chain, Duration::from_secs(10)).await {
-                Ok(n) => {
-                    cluster.kill(n);
-                    damage.killed.insert(n);
-                    done.nodes = vec![n];
-                    done.note = format!("killed node {n}, the leader of chain {chain}");
-                }
-                Err(e) => {
-                    done.applied = false;
-                    done.note = format!("chain {chain} has no leader to kill: {e}");
-                }
-            }
-        }
-        Action::Restart => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.killed.iter().copied().collect(),
-            };
-            done.nodes.clear();
-            for n in targets {
-                if cluster.pid(n).is_none() {
-                    cluster.spawn(n);
-                    done.nodes.push(n);
-                }
-                damage.killed.remove(&n);
-            }
-            done.applied = !done.nodes.is_empty();
-            done.note = if done.applied {
-                format!("restarted node(s) {:?}", done.nodes)
-            } else {
-                "no killed node to restart".into()
-            };
-        }
-        Action::Partition => {
-            let n = f.node.expect("validated: partition names a node");
-            cluster.partition(n, true);
-            damage.partitioned.insert(n);
-            done.note = format!("cut node {n} off");
-        }
-        Action::Heal => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.partitioned.iter().copied().collect(),
-            };
-            for n in &targets {
-                cluster.partition(*n, false);
-                damage.partitioned.remove(n);
-            }
-            done.nodes = targets;
-            done.note = format!("healed node(s) {:?}", done.nodes);
-        }
-    }
-    done
-}
+/// How long the replicas must agree, unchanged, before settling counts them converged: a
+/// leader may still hold an entry it commits once a repaired network carries it (a few
+/// heartbeats).
+const SETTLED_FOR: Duration = Duration::from_millis(600);
 
 /// Wait until every node in `ids` reports the same height and tip of `chain`, at least
-/// `min_height`; the height, or what was seen last.
+/// `min_height`, and keeps reporting it for [`SETTLED_FOR`]; the height, or what was seen last.
 async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u64) -> Result<u64, String> {
     let start = std::time::Instant::now();
+    let mut agreed: Option<(u64, [u8; 32], std::time::Instant)> = None;
     loop {
         let mut statuses = Vec::new();
         for id in ids {
@@ -506,12 +562,19 @@ async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u6
                 statuses.push(s);
             }
         }
-        if statuses.len() == ids.len() {
-            let (h, tip) = (statuses[0].height, statuses[0].tip_hash);
-            if h >= min_height && statuses.iter().all(|s| s.height == h && s.tip_hash == tip) {
-                return Ok(h);
+        let now_agreed = (statuses.len() == ids.len())
+            .then(|| (statuses[0].height, statuses[0].tip_hash))
+            .filter(|(h, tip)| *h >= min_height && statuses.iter().all(|s| s.height == *h && s.tip_hash == *tip));
+        agreed = match (agreed, now_agreed) {
+            (Some((h, tip, since)), Some((h2, tip2))) if (h, tip) == (h2, tip2) => {
+                if since.elapsed() >= SETTLED_FOR {
+                    return Ok(h);
+                }
+                Some((h, tip, since))
             }
-        }
+            (_, Some((h, tip))) => Some((h, tip, std::time::Instant::now())),
+            (_, None) => None,
+        };
         if start.elapsed() > SETTLE_DEADLINE {
             let seen: Vec<String> = statuses.iter().map(|s| format!("node {} at {}", s.node, s.height)).collect();
             return Err(format!(
@@ -527,21 +590,24 @@ async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u6
 
 /// What the load phase produced.
 #[derive(Default)]
-struct Driven {
-    outcome: StreamOutcome,
-    faults: Vec<AppliedFault>,
-    load_seconds: f64,
-    settle_problems: Vec<String>,
-    heights: Vec<u64>,
+pub(crate) struct Driven {
+    pub(crate) outcome: StreamOutcome,
+    pub(crate) faults: Vec<AppliedFault>,
+    pub(crate) load_seconds: f64,
+    pub(crate) settle_problems: Vec<String>,
+    pub(crate) heights: Vec<u64>,
+    /// When the load started (the origin of the time series).
+    pub(crate) started: Option<Instant>,
 }
 
 async fn drive(
     cluster: &mut Cluster,
     s: &Scenario,
     streams: Vec<Stream>,
-    interval: Option<Duration>,
+    schedule: Option<Schedule>,
     progress: &dyn Fn(&Progress),
 ) -> Result<Driven, RunError> {
+    let consortium = Profile::sample().into_dev_consortium().map_err(|e| RunError::Profile(e.to_string()))?;
     let client = cluster.client().await;
     let chains: Vec<u32> = (1..=s.cluster.chains).collect();
     for &c in &chains {
@@ -551,40 +617,46 @@ async fn drive(
     for &chain in &chains {
         client.wait_leader(chain, SETTLE_DEADLINE).await.map_err(|source| RunError::NoLeader { chain, source })?;
     }
+    let governance_acks = fault::prepare(cluster, &client, s, &consortium).await.map_err(RunError::Prepare)?;
+    let gateway = if s.cluster.routers > 0 { Gateway::routers(cluster) } else { Gateway::Quic(client.clone()) };
     let live = Arc::new(Live::default());
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(s.load.duration_s);
-    let n = streams.len();
-    let mut tasks = Vec::new();
-    for (i, stream) in streams.into_iter().enumerate() {
-        let (client, live) = (client.clone(), live.clone());
-        tasks.push(match interval {
-            None => tokio::spawn(closed_loop(client, stream, deadline, live)),
-            Some(interval) => {
-                // Stagger the submitters evenly over one interval.
-                let first = started + interval.mul_f64(i as f64 / n as f64);
-                tokio::spawn(open_loop(client, stream, first, interval, deadline, live))
+    let schedule = schedule.map(Arc::new);
+    // The streams of chains added later wait for their `add_chain`.
+    let (streams, mut later): (Vec<Stream>, Vec<Stream>) =
+        streams.into_iter().partition(|st| st.chain <= s.cluster.chains);
+    let start_stream = |stream: Stream, from_s: f64| {
+        let (gateway, live) = (gateway.clone(), live.clone());
+        match &schedule {
+            None => tokio::spawn(closed_loop(gateway, stream, deadline, live)),
+            Some(schedule) => {
+                let timing = Timing { schedule: schedule.clone(), started, from_s };
+                tokio::spawn(open_loop(gateway, stream, timing, deadline, live))
             }
-        });
-    }
-    let mut driven = Driven::default();
+        }
+    };
+    let mut tasks: Vec<_> = streams.into_iter().map(|stream| start_stream(stream, 0.0)).collect();
+    let mut driven = Driven { started: Some(started), ..Driven::default() };
+    driven.outcome.acks.extend(governance_acks);
     let mut damage = Damage::default();
     let mut pending = s.faults.iter();
     let mut next = pending.next();
-    let snapshot = |phase: Phase, elapsed: f64| Progress {
-        phase,
-        elapsed_s: elapsed,
-        duration_s: s.load.duration_s,
-        sent: live.sent.load(Ordering::Relaxed),
-        committed: live.committed.load(Ordering::Relaxed),
-        errors: live.errors.load(Ordering::Relaxed),
-        faults_applied: live.faults.load(Ordering::Relaxed),
-        faults_total: s.faults.len(),
-    };
+    let snapshot = |phase: Phase, elapsed: f64| live.progress(s, phase, elapsed);
     while next.is_some() || tasks.iter().any(|t| !t.is_finished()) {
         let elapsed = started.elapsed().as_secs_f64();
         while let Some(f) = next.filter(|f| f.at_s <= elapsed) {
-            driven.faults.push(apply(cluster, &client, &mut damage, f, started.elapsed().as_secs_f64()).await);
+            let at = started.elapsed().as_secs_f64();
+            let (done, acks) = fault::apply(cluster, &client, &consortium, &mut damage, f, at).await;
+            if let (Action::AddChain, true, Some(chain)) = (f.action, done.applied, done.chain) {
+                // The new chain's load starts now, at the rate of one chain.
+                let from_s = started.elapsed().as_secs_f64();
+                let (now, rest): (Vec<Stream>, Vec<Stream>) = later.into_iter().partition(|st| st.chain == chain);
+                later = rest;
+                tasks.extend(now.into_iter().map(|stream| start_stream(stream, from_s)));
+            }
+            driven.outcome.acks.extend(acks);
+            driven.faults.push(done);
             live.faults.fetch_add(1, Ordering::Relaxed);
             next = pending.next();
         }
@@ -594,29 +666,17 @@ async fn drive(
     driven.load_seconds = started.elapsed().as_secs_f64();
     for t in tasks {
         match t.await {
-            Ok(o) => {
-                let d = &mut driven.outcome;
-                d.records.extend(o.records);
-                d.acks.extend(o.acks);
-                d.latencies_ms.extend(o.latencies_ms);
-                d.sent += o.sent;
-                d.late += o.late;
-            }
+            Ok(o) => driven.outcome.merge(o),
             Err(e) => driven.settle_problems.push(format!("a submitter failed: {e}")),
         }
     }
 
     // Undo the damage and let every replica catch up before the stores are read.
     progress(&snapshot(Phase::Settling, driven.load_seconds));
-    for n in std::mem::take(&mut damage.partitioned) {
-        cluster.partition(n, false);
-    }
-    for n in std::mem::take(&mut damage.killed) {
-        if cluster.pid(n).is_none() {
-            cluster.spawn(n);
-        }
-    }
-    for &chain in &chains {
+    driven.settle_problems.extend(fault::repair(cluster, &mut damage));
+    // Every chain the cluster serves now: the meta chain and added chains too. `heights` lists
+    // the licence chains'.
+    for chain in cluster.chains() {
         let min_height = driven
             .outcome
             .acks
@@ -629,12 +689,12 @@ async fn drive(
             .max()
             .unwrap_or(0);
         let ids: Vec<u64> = cluster.nodes.values().filter(|n| n.chains.contains(&chain)).map(|n| n.id).collect();
-        match wait_converged(&client, chain, &ids, min_height).await {
-            Ok(h) => driven.heights.push(h),
-            Err(e) => {
-                driven.heights.push(0);
-                driven.settle_problems.push(e);
-            }
+        let converged = wait_converged(&client, chain, &ids, min_height).await;
+        if let Err(e) = &converged {
+            driven.settle_problems.push(e.clone());
+        }
+        if chain != 0 {
+            driven.heights.push(converged.unwrap_or(0));
         }
     }
     client.close().await;
@@ -649,6 +709,24 @@ pub fn run(
     dir: ClusterDir,
     progress: &dyn Fn(&Progress),
 ) -> Result<Report, RunError> {
+    run_with(bin, scenario, dir, &Options::default(), progress)
+}
+
+/// Testing switches of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Plant the `ack_before_commit` bug in every node, to show that the checker catches it.
+    pub plant_ack_before_commit: bool,
+}
+
+/// [`run`] with `options`.
+pub fn run_with(
+    bin: PathBuf,
+    scenario: &Scenario,
+    dir: ClusterDir,
+    options: &Options,
+    progress: &dyn Fn(&Progress),
+) -> Result<Report, RunError> {
     let s = scenario;
     let phase = |phase: Phase| Progress {
         phase,
@@ -657,11 +735,12 @@ pub fn run(
         sent: 0,
         committed: 0,
         errors: 0,
+        p99_ms: 0.0,
         faults_applied: 0,
         faults_total: s.faults.len(),
     };
     progress(&phase(Phase::Signing));
-    let (batches, interval) = plan(s);
+    let (batches, schedule) = plan(s);
     let streams = presign(s, batches)?;
     progress(&phase(Phase::Starting));
     let settings = Settings {
@@ -671,17 +750,44 @@ pub fn run(
         block_wait_ms: s.cluster.block_wait_ms,
         snapshot_every: s.cluster.snapshot_every,
         keep_logs: s.cluster.keep_logs,
+        meta: s.needs_meta(),
+        ack_before_commit: options.plant_ack_before_commit,
         ..Settings::default()
     };
     let mut cluster = Cluster::start_in(bin, dir, s.cluster.replicas, settings);
+    // The nodes' CPU is sampled when the load starts (the first progress of that phase), not
+    // here: starting up and electing leaders is not the load's cost.
+    let pids: Vec<u32> = cluster.nodes.keys().filter_map(|&id| cluster.pid(id)).collect();
+    let cpu_at_load = std::cell::OnceCell::new();
+    let watch = |p: &Progress| {
+        if p.phase == Phase::Load {
+            cpu_at_load.get_or_init(|| cpu::sample(pids.iter().copied()));
+        }
+        progress(p);
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(RunError::Runtime)?;
-    let driven = runtime.block_on(drive(&mut cluster, s, streams, interval, progress));
+    let driven = runtime.block_on(drive(&mut cluster, s, streams, schedule, &watch));
     progress(&phase(Phase::Checking));
+    let cpu_at_stop = cpu::sample(cluster.nodes.keys().filter_map(|&id| cluster.pid(id)));
+    let node_cpu_s = cpu_at_load.into_inner().filter(|b| !b.is_empty()).map(|b| cpu::used(&b, &cpu_at_stop));
     let stop_problems = cluster.try_stop_all();
     let mut driven = driven?;
     driven.settle_problems.extend(stop_problems);
     let verdict = check_cluster(&cluster, &driven.outcome.acks);
+    let how = How { mode: Mode::Processes, seed: s.load.seed, digest: None, node_cpu_s };
+    Ok(report(s, driven, verdict, how))
+}
 
+/// How a run was carried out, for its report.
+pub(crate) struct How {
+    pub(crate) mode: Mode,
+    pub(crate) seed: u64,
+    pub(crate) digest: Option<String>,
+    pub(crate) node_cpu_s: Option<f64>,
+}
+
+/// The report of a finished run.
+pub(crate) fn report(s: &Scenario, mut driven: Driven, verdict: Verdict, how: How) -> Report {
     let o = &mut driven.outcome;
     o.latencies_ms.sort_by(f64::total_cmp);
     let count = |f: &dyn Fn(&Answer) -> bool| o.records.iter().filter(|r| f(&r.answer)).count() as u64;
@@ -689,9 +795,22 @@ pub fn run(
     let valid = count(&|a| matches!(a, Answer::Committed { outcome: 0, .. }));
     let refused = count(&|a| matches!(a, Answer::Refused { .. }));
     let unanswered = count(&|a| matches!(a, Answer::NoAnswer { .. }));
-    Ok(Report {
+    let answers: Vec<Answered> = o
+        .answers
+        .iter()
+        .map(|&(at, ms, committed, errors)| Answered {
+            at_s: driven.started.map_or(0.0, |t| at.saturating_duration_since(t).as_secs_f64()),
+            ms,
+            committed,
+            errors,
+        })
+        .collect();
+    Report {
         scenario: s.name.clone(),
         description: s.description.clone(),
+        mode: how.mode,
+        seed: how.seed,
+        digest: how.digest,
         chains: s.cluster.chains,
         replicas: s.cluster.replicas,
         rate: s.load.rate,
@@ -699,8 +818,8 @@ pub fn run(
         load_seconds: driven.load_seconds,
         offered_tps: o.sent as f64 / s.load.duration_s,
         committed_tps: committed as f64 / driven.load_seconds.max(s.load.duration_s),
-        p50_ms: percentile(&o.latencies_ms, 0.5),
-        p99_ms: percentile(&o.latencies_ms, 0.99),
+        p50_ms: series::percentile(&o.latencies_ms, 0.5),
+        p99_ms: series::percentile(&o.latencies_ms, 0.99),
         submitted: o.sent,
         committed,
         valid,
@@ -711,8 +830,10 @@ pub fn run(
         settle_problems: driven.settle_problems,
         heights: driven.heights,
         verdict,
+        series: series::per_second(&answers, s.load.duration_s),
+        node_cpu_s: how.node_cpu_s,
         txs: std::mem::take(&mut o.records),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -726,9 +847,10 @@ mod tests {
             "plan",
         )
         .unwrap();
-        let (batches, interval) = plan(&s);
+        let (batches, schedule) = plan(&s);
         // 4 streams at 100 tx/s each: a batch of 50 every 0.5 s, 20 batches in 10 s (+1 spare).
-        assert_eq!(interval, Some(Duration::from_millis(500)));
+        let schedule = schedule.unwrap();
+        assert_eq!((schedule.at(0, 0.0, 0.0), schedule.at(1, 0.0, 0.0)), (Some(0.0), Some(0.5)));
         assert_eq!(batches, 21);
     }
 }

@@ -5,6 +5,10 @@
 //! departments use their grants, holders sometimes revoke grants and issuers suspend or reinstate
 //! licences. The generator assumes what it sent was committed; a refusal only makes later
 //! transactions that depend on it fail too, which the chain reports with its reason codes.
+//!
+//! Given a shard map ([`Workload::with_placement`]), it issues licences only to holders the map
+//! places on its chain, as a department system asking the router's placement would, so that a
+//! router does not refuse the issuance as misplaced.
 
 use std::collections::HashMap;
 
@@ -13,6 +17,7 @@ use elchain_types::contract::{Consortium, LicenceType};
 use elchain_types::crypto::{DataKey, Keypair};
 use elchain_types::ids::{ChainId, GrantId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp};
 use elchain_types::profile::dev_member_keypair;
+use elchain_types::shardmap::ShardMap;
 use elchain_types::tx::{Payload, RevokeGrant, SignedTx, StatusChange, TxBody};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,6 +74,7 @@ pub struct Workload {
     grants: Vec<Grant>,
     items_by_type: HashMap<LicenceTypeId, Vec<ItemId>>,
     tx_window_ms: u64,
+    placement: Option<ShardMap>,
 }
 
 impl std::fmt::Debug for Workload {
@@ -107,7 +113,15 @@ impl Workload {
             grants: Vec::new(),
             items_by_type,
             tx_window_ms: 5 * 60 * 1000,
+            placement: None,
         }
+    }
+
+    /// Issue licences only to holders `map` places on this generator's chain (for load through
+    /// a router, which refuses misplaced issuance).
+    pub fn with_placement(mut self, map: ShardMap) -> Self {
+        self.placement = Some(map);
+        self
     }
 
     /// Use another operation mix.
@@ -174,10 +188,25 @@ impl Workload {
         ((self.population as f64).powf(u) as u32).saturating_sub(1).min(self.population - 1)
     }
 
+    /// A holder for a new licence of type `ty`: with a placement, one it puts on this chain (a
+    /// few hundred tries; a population too small to have one gets a misplaced issuance).
+    fn pick_placed_holder(&mut self, ty: LicenceTypeId) -> u32 {
+        let Some(map) = self.placement.take() else { return self.pick_holder() };
+        let mut n = self.pick_holder();
+        for _ in 0..256 {
+            if map.place(ty, &self.holder(n).holder_id()) == self.chain {
+                break;
+            }
+            n = self.pick_holder();
+        }
+        self.placement = Some(map);
+        n
+    }
+
     fn issue(&mut self, now: Timestamp) -> SignedTx {
         let ty: LicenceType =
             self.consortium.licence_types[self.rng.gen_range(0..self.consortium.licence_types.len())].clone();
-        let n = self.pick_holder();
+        let n = self.pick_placed_holder(ty.id);
         let holder = self.holder(n);
         let values: Vec<(String, Vec<u8>)> = ty
             .fields
@@ -291,5 +320,39 @@ impl Workload {
             .seal()
             .sign(self.member_key(issuer))
             .done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use elchain_types::profile::Profile;
+    use elchain_types::shardmap::DEFAULT_BUCKETS;
+    use elchain_types::tx::Payload;
+
+    use super::*;
+
+    #[test]
+    fn with_a_placement_every_issuance_goes_to_a_holder_placed_on_the_chain() {
+        let c = Profile::sample().into_dev_consortium().unwrap();
+        let map = ShardMap::even(&[ChainId(1), ChainId(2)], DEFAULT_BUCKETS).unwrap();
+        let only_issue = Mix { issue: 1, grant: 0, use_: 0, revoke_grant: 0, status: 0 };
+        for chain in [ChainId(1), ChainId(2)] {
+            let mut w = Workload::new(c.clone(), chain, 5, 300).with_mix(only_issue).with_placement(map.clone());
+            for tx in w.batch(60, Timestamp(1_800_000_000_000)) {
+                let Payload::Issue(p) = &tx.body().payload else { panic!("not an issuance") };
+                assert_eq!(map.place(p.licence_type, &p.holder), chain);
+            }
+        }
+        // Without a placement the holders fall on both chains.
+        let mut w = Workload::new(c, ChainId(1), 5, 300).with_mix(only_issue);
+        let chains: std::collections::BTreeSet<ChainId> = w
+            .batch(60, Timestamp(1_800_000_000_000))
+            .iter()
+            .filter_map(|tx| match &tx.body().payload {
+                Payload::Issue(p) => Some(map.place(p.licence_type, &p.holder)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chains.len(), 2);
     }
 }

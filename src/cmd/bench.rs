@@ -212,15 +212,6 @@ fn now() -> Timestamp {
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / ticks
-}
-
 /// CPU seconds the whole machine has spent busy (every state but idle and I/O wait), from
 /// /proc/stat.
 fn machine_busy_seconds(ticks: f64) -> f64 {
@@ -230,16 +221,6 @@ fn machine_busy_seconds(ticks: f64) -> f64 {
     // user nice system idle iowait irq softirq steal guest guest_nice; guests are inside user.
     let busy: f64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     busy / ticks
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -729,10 +710,10 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
         } else {
             Sender::Quic(client.clone())
         };
-        let ticks = clock_ticks();
+        let ticks = elchain_sim::cpu::clock_ticks();
         let node_pids: Vec<u32> = cluster.nodes.keys().filter_map(|id| cluster.pid(*id)).collect();
         let router_pid = cluster.router_pid(ROUTER);
-        let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p, ticks)).sum::<f64>();
+        let cpu = |pids: &[u32]| pids.iter().filter_map(|p| elchain_sim::cpu::process_seconds(*p)).sum::<f64>();
         let router_pids: Vec<u32> = router_pid.into_iter().collect();
         let own = [std::process::id()];
         let (node_cpu0, router_cpu0, own_cpu0) = (cpu(&node_pids), cpu(&router_pids), cpu(&own));

@@ -37,6 +37,9 @@ impl Cli {
     /// The log filter the flags ask for.
     pub fn log_level(&self) -> &'static str {
         match self.verbose {
+            // `sim run --deterministic` runs whole nodes in this process: their routine logs
+            // would drown the progress line, so a simulation shows warnings only.
+            0 if matches!(self.command, Command::Sim(_)) => "warn",
             0 => "info",
             1 => "debug",
             _ => "trace",
