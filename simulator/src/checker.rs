@@ -135,6 +135,49 @@ pub enum Violation {
         /// Chain.
         chain: u32,
     },
+    /// A deployed cluster's proven receipt for an acknowledged transaction does not prove it:
+    /// undecodable, a header that does not hash to its stated hash, or an inclusion proof of
+    /// another transaction or one that does not lead to the header's transaction root.
+    ProofInvalid {
+        /// Chain.
+        chain: u32,
+        /// Transaction id (hex).
+        tx: String,
+        /// Acknowledged height.
+        height: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A block's checkpoint does not carry valid signatures of a quorum of the chain's replicas
+    /// over its header, or a replica signed with another key than it did elsewhere.
+    CheckpointInvalid {
+        /// Chain.
+        chain: u32,
+        /// Height.
+        height: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Two different blocks were served at one height (by different routers, or in different
+    /// receipts), or a block does not follow the one served below it.
+    Fork {
+        /// Chain.
+        chain: u32,
+        /// Height.
+        height: u64,
+        /// What differs, and where each came from.
+        problem: String,
+    },
+    /// Something the checker had to read from a deployed cluster could not be read, so it went
+    /// unchecked.
+    Unchecked {
+        /// Chain.
+        chain: u32,
+        /// What, e.g. `tx 1f…` or `block 7`.
+        what: String,
+        /// The last error.
+        error: String,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -163,6 +206,16 @@ impl fmt::Display for Violation {
                 write!(f, "chain {chain}: tx {tx} at height {height} broke a rule: {rule}")
             }
             Violation::NothingCommitted { chain } => write!(f, "chain {chain}: nothing was acknowledged"),
+            Violation::ProofInvalid { chain, tx, height, problem } => {
+                write!(f, "chain {chain}: the proven receipt of tx {tx} (acknowledged at height {height}) is invalid: {problem}")
+            }
+            Violation::CheckpointInvalid { chain, height, problem } => {
+                write!(f, "chain {chain}: the checkpoint of block {height} is invalid: {problem}")
+            }
+            Violation::Fork { chain, height, problem } => {
+                write!(f, "chain {chain}: FORK at height {height}: {problem}")
+            }
+            Violation::Unchecked { chain, what, error } => write!(f, "chain {chain}: could not check {what}: {error}"),
         }
     }
 }

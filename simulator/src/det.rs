@@ -5,8 +5,8 @@
 //!    SimNet(seed): node 1 … node R, each a real Node (redb stores, openraft, admission, batcher)
 //!                  on a port of the in-memory network; the load generator is node 900
 //!    Clock::Simulated(EPOCH_MS): block times = epoch + simulated time
-//!    load: per stream, batch k generated and sent at k × interval (open loop) or after the
-//!          previous answer (closed loop), from Workload(seed of the stream)
+//!    load: per stream, batch k generated and sent when the schedule (rate or ramp) says (open
+//!          loop) or after the previous answer (closed loop), from Workload(seed of the stream)
 //!    faults at their simulated times: kill | restart | partition | heal | kill_leader | slow_net
 //!  ─► settle (heal, restart, wait until every chain's replicas agree) ─► stop ─► check stores
 //!  ─► digest = blake3 over every chain's (height, tip hash)
@@ -46,7 +46,8 @@ use tokio::time::Instant;
 
 use crate::checker::{check_stores, Ack, Verdict};
 use crate::run::{report, AppliedFault, Driven, How, Live, Mode, Phase, Progress, Report, RunError, StreamOutcome};
-use crate::scenario::{Action, Fault, Rate, Scenario};
+use crate::scenario::{Action, Fault, Scenario};
+use crate::schedule::Schedule;
 use crate::workload::{Mix, Workload};
 
 /// Simulated time at the start of a run: 2027-01-15T08:00:00Z, in milliseconds.
@@ -256,18 +257,16 @@ async fn drive(
     let deadline = started + Duration::from_secs_f64(s.load.duration_s);
     let streams = chains.len() * s.load.submitters;
     let mix = s.load.mix.map(Mix::from).unwrap_or_default();
-    let interval = match s.load.rate {
-        Rate::Max => None,
-        Rate::PerSecond(r) => Some(Duration::from_secs_f64(s.load.batch as f64 * streams as f64 / r)),
-    };
+    let schedule = s.load.rate_points().map(|points| Schedule::new(&points, streams, s.load.batch));
     let mut tasks = Vec::new();
     for i in 0..streams {
         let chain = chains[i / s.load.submitters];
         let stream_seed = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
         let workload = Workload::new(consortium.clone(), ChainId(chain), stream_seed, s.load.population).with_mix(mix);
-        let first = interval.map(|iv| started + iv.mul_f64(i as f64 / streams as f64));
         let stream = StreamLoad { chain, workload, batch: s.load.batch, clock, live: live.clone() };
-        tasks.push(tokio::spawn(stream.offer(client.clone(), first, interval, deadline)));
+        // Streams are staggered evenly over one batch of their own.
+        let timing = schedule.clone().map(|sch| (sch, started, i as f64 / streams as f64));
+        tasks.push(tokio::spawn(stream.offer(client.clone(), timing, deadline)));
     }
 
     let mut driven = Driven { started: Some(started), ..Driven::default() };
@@ -511,21 +510,23 @@ impl StreamLoad {
         (txs.iter().map(|t| t.id().0).collect(), txs.iter().map(Encode::to_bytes).collect())
     }
 
+    /// Offer batches: open loop on `timing` (the schedule, the load's start, this stream's
+    /// offset), or closed loop without one, until `deadline`.
     async fn offer(
         mut self,
         client: Client,
-        first: Option<Instant>,
-        interval: Option<Duration>,
+        timing: Option<(Schedule, Instant, f64)>,
         deadline: Instant,
     ) -> StreamOutcome {
         let mut out = StreamOutcome::default();
         let chain = self.chain;
-        match (first, interval) {
-            (Some(first), Some(interval)) => {
+        match timing {
+            Some((schedule, started, offset)) => {
                 let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
                 let mut tasks = Vec::new();
                 for k in 0.. {
-                    let at = first + interval.mul_f64(k as f64);
+                    let Some(t) = schedule.at(k, offset, 0.0) else { break };
+                    let at = started + Duration::from_secs_f64(t);
                     if at >= deadline {
                         break;
                     }
@@ -551,7 +552,7 @@ impl StreamLoad {
                     }
                 }
             }
-            _ => {
+            None => {
                 while Instant::now() < deadline {
                     let (ids, raws) = self.next_batch();
                     out.sent += ids.len() as u64;

@@ -10,6 +10,9 @@
 //!           ─► the routers' JSON receipts as chain receipts (height, index, outcome)
 //! ```
 //!
+//! The routers are a local cluster's ([`Gateway::routers`]) or a deployed cluster's, given by
+//! URL ([`Gateway::router_urls`]).
+//!
 //! Sending a transaction again is safe: a chain accepts a transaction id once, so a batch sent
 //! again after a router died mid-request either commits or comes back as `replay`.
 
@@ -70,7 +73,7 @@ enum Read {
 }
 
 /// A ledger outcome by its API name: `valid` is 0, else a reject code (or `code_N`).
-fn outcome_code(name: &str) -> Option<u16> {
+pub(crate) fn outcome_code(name: &str) -> Option<u16> {
     match name {
         "valid" => Some(0),
         _ => RejectCode::from_name(name)
@@ -108,6 +111,13 @@ impl Gateway {
     pub fn routers(cluster: &Cluster) -> Gateway {
         let routers =
             cluster.routers.values().map(|r| (r.id, RestClient::new(&format!("http://{}", r.http), REQUEST_TIMEOUT)));
+        Gateway::Routers(Routers { routers: Arc::new(routers.collect()), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Through the routers of a deployed cluster at `urls` (e.g. `http://host:8080`), in turn;
+    /// router `i` of the list is called router `i + 1` in errors.
+    pub fn router_urls(urls: &[String]) -> Gateway {
+        let routers = urls.iter().enumerate().map(|(i, u)| (i as u64 + 1, RestClient::new(u, REQUEST_TIMEOUT)));
         Gateway::Routers(Routers { routers: Arc::new(routers.collect()), next: Arc::new(AtomicUsize::new(0)) })
     }
 

@@ -375,6 +375,7 @@ pub fn html(report: &Report) -> String {
         crate::run::Mode::Deterministic => {
             format!("deterministic (one process, simulated network and clock; times are simulated); seed {}", r.seed)
         }
+        crate::run::Mode::Remote => format!("deployed cluster through its routers, checked by proofs; seed {}", r.seed),
     };
     row(&mut body, "mode", &escape(&mode));
     if let Some(d) = &r.digest {
@@ -395,7 +396,11 @@ pub fn html(report: &Report) -> String {
             r.submitted, r.committed, r.valid, r.refused, r.unanswered, r.late_batches
         ),
     );
-    let heights: Vec<String> = r.heights.iter().enumerate().map(|(i, h)| format!("chain {}: {h}", i + 1)).collect();
+    // Heights are in the order of the checked chains (a deployment's ids need not be 1 ..= n).
+    let licence_chains: Vec<u32> = r.verdict.chains.iter().map(|c| c.chain).filter(|c| *c != 0).collect();
+    let chain_id = |i: usize| licence_chains.get(i).copied().unwrap_or(i as u32 + 1);
+    let heights: Vec<String> =
+        r.heights.iter().enumerate().map(|(i, h)| format!("chain {}: {h}", chain_id(i))).collect();
     row(&mut body, "heights after settling", &escape(&heights.join(", ")));
     if let Some(cpu) = r.node_cpu_s {
         let per_tx = if r.committed > 0 {

@@ -14,6 +14,10 @@
 //!    ─► stop every node ─► checker::check_cluster ─► Report (JSON-serialisable)
 //! ```
 //!
+//! Against a deployed cluster ([`run_remote`]) the simulator starts nothing: it signs the load
+//! for the deployment's chains and shard map, offers it through the given routers, and checks
+//! the acknowledgements with the routers' proven receipts ([`crate::remote`]); no faults.
+//!
 //! Every submitted transaction's answer is recorded: committed (height, index, outcome), refused
 //! at admission, or no answer before the deadline. Only committed receipts are promises the
 //! checker holds the cluster to.
@@ -74,6 +78,9 @@ pub enum RunError {
     /// The meta chain could not be bootstrapped, or a router did not start.
     #[error("cannot prepare the cluster: {0}")]
     Prepare(String),
+    /// A deployed cluster cannot be driven through its routers.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     /// A chain elected no leader after the cluster started.
     #[error("chain {chain} elected no leader: {source}")]
     NoLeader {
@@ -92,6 +99,9 @@ pub enum Mode {
     Processes,
     /// Every node in this process on the simulated network and clock ([`crate::det`]).
     Deterministic,
+    /// A deployed cluster the simulator did not start, driven and checked through its routers'
+    /// REST API ([`crate::remote`]).
+    Remote,
 }
 
 /// Where a run is, for a progress display.
@@ -131,6 +141,23 @@ pub struct Progress {
     pub faults_applied: usize,
     /// Faults in the scenario.
     pub faults_total: usize,
+}
+
+impl Progress {
+    /// Progress in `phase` before the load has started: nothing sent yet.
+    pub fn before_load(s: &Scenario, phase: Phase) -> Progress {
+        Progress {
+            phase,
+            elapsed_s: 0.0,
+            duration_s: s.load.duration_s,
+            sent: 0,
+            committed: 0,
+            errors: 0,
+            p99_ms: 0.0,
+            faults_applied: 0,
+            faults_total: s.faults.len(),
+        }
+    }
 }
 
 /// What the chain answered for one submitted transaction.
@@ -417,15 +444,10 @@ fn plan(s: &Scenario) -> (usize, Option<Schedule>) {
 
 /// Sign every stream's batches, one thread per stream. The workload's validity window (five
 /// minutes) outlasts signing, start-up and a short run.
-fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
-    let consortium = Profile::sample().into_dev_consortium().map_err(|e| RunError::Profile(e.to_string()))?;
-    let t = now();
-    let mix = s.load.mix.map(Mix::from).unwrap_or_default();
-    let (submitters, batch, population) = (s.load.submitters, s.load.batch, s.load.population);
-    let seed = s.load.seed;
+fn presign(s: &Scenario, batches: usize, schedule: Option<&Schedule>) -> Result<Vec<Stream>, RunError> {
     // Streams of the initial chains, then of the chains added later (signed now, sent then).
     let chains: Vec<u32> = (1..=s.cluster.chains).chain(s.added_chains()).collect();
-    let initial = s.cluster.chains as usize * submitters;
+    let initial = s.cluster.chains as usize * s.load.submitters;
     // Routers refuse a misplaced issuance: place the holders as shard map 1 (which the run's
     // bootstrap sets) does.
     let placement = if s.cluster.routers > 0 {
@@ -434,6 +456,29 @@ fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
     } else {
         None
     };
+    sign_streams(s, batches, &chains, initial, placement, schedule)
+}
+
+/// Sign `batches` batches for each of `s.load.submitters` streams per chain of `chains`, one
+/// thread per stream, from the seed `s.load.seed`; the first `initial` streams share the open
+/// loop's offsets. With `placement`, issuance goes only to holders it places on the stream's
+/// chain. With the open loop's `schedule`, each batch of the initial streams is dated at its
+/// planned send time (counted from now), so short grant windows and licences near their end
+/// behave as they will when the batch is sent; batches of chains added later are dated now.
+fn sign_streams(
+    s: &Scenario,
+    batches: usize,
+    chains: &[u32],
+    initial: usize,
+    placement: Option<ShardMap>,
+    schedule: Option<&Schedule>,
+) -> Result<Vec<Stream>, RunError> {
+    let consortium = Profile::sample().into_dev_consortium().map_err(|e| RunError::Profile(e.to_string()))?;
+    let t = now();
+    let mix = s.load.mix.map(Mix::from).unwrap_or_default();
+    let (submitters, batch, population) = (s.load.submitters, s.load.batch, s.load.population);
+    let seed = s.load.seed;
+    let initial = initial.max(1);
     Ok(std::thread::scope(|scope| {
         let handles: Vec<_> = (0..chains.len() * submitters)
             .map(|i| {
@@ -448,8 +493,12 @@ fn presign(s: &Scenario, batches: usize) -> Result<Vec<Stream>, RunError> {
                         w = w.with_placement(map);
                     }
                     let batches = (0..batches)
-                        .map(|_| {
-                            let txs = w.batch(batch, t);
+                        .map(|k| {
+                            let planned = schedule
+                                .filter(|_| i < initial)
+                                .and_then(|sch| sch.at(k, offset, 0.0))
+                                .map_or(t, |at| t.plus_ms((at * 1000.0) as u64));
+                            let txs = w.batch(batch, planned);
                             Batch {
                                 ids: txs.iter().map(|t| t.id().0).collect(),
                                 raws: txs.iter().map(Encode::to_bytes).collect(),
@@ -728,20 +777,10 @@ pub fn run_with(
     progress: &dyn Fn(&Progress),
 ) -> Result<Report, RunError> {
     let s = scenario;
-    let phase = |phase: Phase| Progress {
-        phase,
-        elapsed_s: 0.0,
-        duration_s: s.load.duration_s,
-        sent: 0,
-        committed: 0,
-        errors: 0,
-        p99_ms: 0.0,
-        faults_applied: 0,
-        faults_total: s.faults.len(),
-    };
+    let phase = |phase: Phase| Progress::before_load(s, phase);
     progress(&phase(Phase::Signing));
     let (batches, schedule) = plan(s);
-    let streams = presign(s, batches)?;
+    let streams = presign(s, batches, schedule.as_ref())?;
     progress(&phase(Phase::Starting));
     let settings = Settings {
         chains: s.cluster.chains,
@@ -776,6 +815,147 @@ pub fn run_with(
     let verdict = check_cluster(&cluster, &driven.outcome.acks);
     let how = How { mode: Mode::Processes, seed: s.load.seed, digest: None, node_cpu_s };
     Ok(report(s, driven, verdict, how))
+}
+
+/// Longest load against a deployed cluster, in seconds: the load is signed before it starts and
+/// the workload makes each transaction valid for five minutes from signing, which must cover
+/// signing, the load and the last answers (with a margin for the deployment's clock).
+pub const MAX_REMOTE_LOAD_S: f64 = 240.0;
+
+/// How long transactions the workload signs stay valid (its `valid_until`), in seconds.
+const SIGNED_VALID_S: f64 = 300.0;
+
+/// What a run against a deployed cluster loads and checks.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// The licence chains to load ([`crate::remote::Deployment::choose_chains`]).
+    pub chains: Vec<u32>,
+    /// Check every acknowledgement up to this many; past it, a seeded random sample of this many.
+    pub check_limit: usize,
+}
+
+/// Run `scenario`'s load against a deployed cluster through its routers, then check what was
+/// acknowledged with the routers' proven receipts and blocks ([`crate::remote::check`]).
+///
+/// The deployment must run the sample consortium with development keys (like `elchain dev`):
+/// the workload signs as its members and holders. Of the scenario it takes `[load]` and the
+/// number of chains; `[cluster]`'s other keys describe a cluster the simulator would start and
+/// are ignored, and faults are refused, as is a load longer than [`MAX_REMOTE_LOAD_S`]. Issuance
+/// is placed by the deployment's shard map. The workload seed is `load.seed` mixed with the
+/// chains' heights at the start (unchanged on a fresh deployment), so that a second run on the
+/// same deployment does not replay the first one's licences; the report gives the seed used.
+///
+/// `progress` is called as in [`run`]; while checking ([`Phase::Checking`]), its `sent` is the
+/// number of requests to make and `committed` the number answered.
+pub fn run_remote(
+    scenario: &Scenario,
+    deployment: &crate::remote::Deployment,
+    options: &RemoteOptions,
+    progress: &dyn Fn(&Progress),
+) -> Result<Report, RunError> {
+    let s = scenario;
+    if let Some(f) = s.faults.first() {
+        return Err(RunError::Unsupported(format!(
+            "scenario {}: fault `{}` at {} s: faults need a cluster the simulator controls; remove [[faults]] or run \
+             without --router",
+            s.name, f.action, f.at_s
+        )));
+    }
+    let have = deployment.licence_chains();
+    if options.chains.is_empty() || options.chains.iter().any(|c| !have.contains(c)) {
+        return Err(RunError::Unsupported(format!(
+            "chains {:?} to load, but the deployment places licences on chains {have:?}",
+            options.chains
+        )));
+    }
+    if s.load.duration_s > MAX_REMOTE_LOAD_S {
+        return Err(RunError::Unsupported(format!(
+            "scenario {}: {} s of load, but against a deployed cluster at most {MAX_REMOTE_LOAD_S} s: the load is \
+             signed before it starts and each transaction is valid for {SIGNED_VALID_S} s from then; run several \
+             shorter scenarios instead",
+            s.name, s.load.duration_s
+        )));
+    }
+    let chains = options.chains.clone();
+    let start_heights = deployment.heights(&chains)?;
+    let mut run = s.clone();
+    run.cluster.chains = chains.len() as u32;
+    run.cluster.replicas = chains.iter().map(|&c| deployment.replicas(c).len() as u64).max().unwrap_or(0);
+    run.cluster.routers = deployment.urls().len() as u32;
+    run.load.seed = s.load.seed ^ start_heights.values().sum::<u64>().rotate_left(32);
+    let s = &run;
+    let phase = |phase: Phase| Progress::before_load(s, phase);
+    progress(&phase(Phase::Signing));
+    let signing = std::time::Instant::now();
+    let (batches, schedule) = plan(s);
+    let initial = chains.len() * s.load.submitters;
+    let streams = sign_streams(s, batches, &chains, initial, Some(deployment.shard_map().clone()), schedule.as_ref())?;
+    let signed_s = signing.elapsed().as_secs_f64();
+    if signed_s + s.load.duration_s + SUBMIT_DEADLINE.as_secs_f64() > SIGNED_VALID_S - 20.0 {
+        return Err(RunError::Unsupported(format!(
+            "signing took {signed_s:.0} s: with {} s of load, the last transactions would be sent after their \
+             {SIGNED_VALID_S} s validity window; shorten the load",
+            s.load.duration_s
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let gateway = Gateway::router_urls(&deployment.urls());
+    let mut driven = runtime.block_on(drive_remote(s, gateway, streams, schedule, progress));
+    drop(runtime);
+    match deployment.heights(&chains) {
+        Ok(h) => driven.heights = chains.iter().map(|c| h.get(c).copied().unwrap_or(0)).collect(),
+        Err(e) => driven.settle_problems.push(format!("cannot read the chains' heights after the load: {e}")),
+    }
+    let requests =
+        |done: usize, total: usize| Progress { sent: total as u64, committed: done as u64, ..phase(Phase::Checking) };
+    progress(&requests(0, 0));
+    let settings = crate::remote::CheckSettings { limit: options.check_limit, seed: s.load.seed };
+    let checked = crate::remote::check(deployment, &chains, &driven.outcome.acks, settings, &|done, total| {
+        progress(&requests(done, total))
+    });
+    driven.settle_problems.extend(checked.notes);
+    let how = How { mode: Mode::Remote, seed: s.load.seed, digest: None, node_cpu_s: None };
+    Ok(report(s, driven, checked.verdict, how))
+}
+
+/// Offer the signed streams through `gateway` until the load's end, every stream from the start.
+async fn drive_remote(
+    s: &Scenario,
+    gateway: Gateway,
+    streams: Vec<Stream>,
+    schedule: Option<Schedule>,
+    progress: &dyn Fn(&Progress),
+) -> Driven {
+    let live = Arc::new(Live::default());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(s.load.duration_s);
+    let schedule = schedule.map(Arc::new);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let (gateway, live) = (gateway.clone(), live.clone());
+            match &schedule {
+                None => tokio::spawn(closed_loop(gateway, stream, deadline, live)),
+                Some(schedule) => {
+                    let timing = Timing { schedule: schedule.clone(), started, from_s: 0.0 };
+                    tokio::spawn(open_loop(gateway, stream, timing, deadline, live))
+                }
+            }
+        })
+        .collect();
+    while tasks.iter().any(|t| !t.is_finished()) {
+        progress(&live.progress(s, Phase::Load, started.elapsed().as_secs_f64()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut driven =
+        Driven { started: Some(started), load_seconds: started.elapsed().as_secs_f64(), ..Driven::default() };
+    for t in tasks {
+        match t.await {
+            Ok(o) => driven.outcome.merge(o),
+            Err(e) => driven.settle_problems.push(format!("a submitter failed: {e}")),
+        }
+    }
+    driven
 }
 
 /// How a run was carried out, for its report.

@@ -25,7 +25,7 @@
 //! submitters = 4                        # workload streams per chain
 //! batch = 50                            # transactions per submission
 //! presign = 10000                       # rate = "max": transactions signed ahead per submitter
-//! mix = { issue = 15, grant = 25, use = 55, revoke_grant = 3, status = 2 }
+//! mix = { issue = 150, grant = 250, use = 540, revoke_grant = 30, status = 15, renew = 12, revoke = 3 }
 //!
 //! [[faults]]
 //! at_s = 5                              # seconds after the load starts
@@ -36,6 +36,20 @@
 //! at_s = 10
 //! action = "restart"                    # without `node`: every node killed so far
 //! ```
+//!
+//! `mix` weighs the operations each workload stream draws from (relative weights; an absent key
+//! weighs 0, an absent `mix` is the service-centre pattern above, which is [`Mix::default`]):
+//!
+//! | `mix` key | operation |
+//! |---|---|
+//! | `issue` | issue a licence of any type, full fields, issuer and endorsers sign |
+//! | `grant` | a holder grants a department the fields a service item needs (items Zipf-popular) |
+//! | `use` | a department uses a grant at a service window (the trace before any data) |
+//! | `revoke_grant` | a holder withdraws a grant |
+//! | `status` | an issuer suspends a licence, or reinstates a suspended one |
+//! | `renew` | an issuer and endorsers extend a licence of a renewable type to a full term |
+//! | `revoke` | an issuer revokes a licence for good (keep it rare) |
+//! | `short_grants` | not a weight: the share, 0 to 1 (default 0.05), of grants that end soon (10–60 s windows or 1–3 uses) and of issuances 10–60 s before their end |
 //!
 //! The fault actions, the keys each takes (`?`: optional) and what they do:
 //!
@@ -284,7 +298,8 @@ impl LoadSpec {
     }
 }
 
-/// `mix = { … }`: relative weights of the generated operations (absent keys weigh 0).
+/// `mix = { … }`: relative weights of the generated operations (absent keys weigh 0), and the
+/// share of short grants.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixSpec {
@@ -303,11 +318,30 @@ pub struct MixSpec {
     /// Suspensions and reinstatements.
     #[serde(default)]
     pub status: u32,
+    /// Renewals of licences of renewable types.
+    #[serde(default)]
+    pub renew: u32,
+    /// Licence revocations, for good.
+    #[serde(default)]
+    pub revoke: u32,
+    /// Not a weight: the share (0 ..= 1) of grants that run out soon and of issuances near their
+    /// end; the service-centre share ([`Mix::default`]) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_grants: Option<f64>,
 }
 
 impl From<MixSpec> for Mix {
     fn from(m: MixSpec) -> Mix {
-        Mix { issue: m.issue, grant: m.grant, use_: m.use_, revoke_grant: m.revoke_grant, status: m.status }
+        Mix {
+            issue: m.issue,
+            grant: m.grant,
+            use_: m.use_,
+            revoke_grant: m.revoke_grant,
+            status: m.status,
+            renew: m.renew,
+            revoke: m.revoke,
+            short_grants: m.short_grants.unwrap_or(Mix::default().short_grants),
+        }
     }
 }
 
@@ -600,8 +634,11 @@ impl Scenario {
             return Err(self.invalid("load.population", "must be at least 1"));
         }
         if let Some(m) = l.mix {
-            if m.issue + m.grant + m.use_ + m.revoke_grant + m.status == 0 {
+            if Mix::from(m).total() == 0 {
                 return Err(self.invalid("load.mix", "gives every operation weight 0"));
+            }
+            if let Some(share) = m.short_grants.filter(|s| !(0.0..=1.0).contains(s)) {
+                return Err(self.invalid("load.mix.short_grants", format!("is {share}; it must be between 0 and 1")));
             }
         }
         if self.max_node() > MAX_REPLICAS {

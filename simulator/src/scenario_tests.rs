@@ -24,7 +24,9 @@ fn a_scenario_parses_with_defaults_and_faults_in_time_order() {
     assert_eq!(s.name, "failover");
     assert_eq!(s.cluster.chains, 1);
     assert_eq!(s.load.rate, Rate::PerSecond(500.0));
-    assert_eq!(Mix::from(s.load.mix.unwrap()), Mix { issue: 10, grant: 0, use_: 90, revoke_grant: 0, status: 0 });
+    let mix =
+        Mix { issue: 10, grant: 0, use_: 90, revoke_grant: 0, status: 0, renew: 0, revoke: 0, short_grants: 0.05 };
+    assert_eq!(Mix::from(s.load.mix.unwrap()), mix);
     assert_eq!(s.faults.iter().map(|f| f.action).collect::<Vec<_>>(), [Action::KillLeader, Action::Restart]);
     let max = Scenario::parse(&GOOD.replace("rate = 500", "rate = \"max\""), "x").unwrap();
     assert_eq!(max.load.rate, Rate::Max);
@@ -196,6 +198,23 @@ fn a_ramp_replaces_the_rate_and_is_checked() {
     assert!(zero.contains("positive"), "{zero}");
     let typo = Scenario::parse(&ramp("{ at = 0, rate = 5 }"), "x").unwrap_err().to_string();
     assert!(typo.contains("at"), "{typo}");
+}
+
+#[test]
+fn the_life_cycle_mix_keys_parse_and_are_checked() {
+    let mix = |m: &str| GOOD.replace("mix = { issue = 10, use = 90 }", &format!("mix = {{ {m} }}"));
+    let s = Scenario::parse(&mix("issue = 5, renew = 2, revoke = 1, short_grants = 0.2"), "x").unwrap();
+    let expected =
+        Mix { issue: 5, grant: 0, use_: 0, revoke_grant: 0, status: 0, renew: 2, revoke: 1, short_grants: 0.2 };
+    assert_eq!(Mix::from(s.load.mix.unwrap()), expected);
+    let again = Scenario::parse(&toml::to_string(&s).unwrap(), "y").unwrap();
+    assert_eq!(Mix::from(again.load.mix.unwrap()), expected);
+    let e = Scenario::parse(&mix("use = 1, short_grants = 1.5"), "x").unwrap_err().to_string();
+    assert!(e.contains("`load.mix.short_grants`") && e.contains("between 0 and 1"), "{e}");
+    let e = Scenario::parse(&mix("short_grants = 0.5"), "x").unwrap_err().to_string();
+    assert!(e.contains("weight 0"), "{e}");
+    let e = Scenario::parse(&mix("use = 1, renewals = 2"), "x").unwrap_err().to_string();
+    assert!(e.contains("renewals"), "{e}");
 }
 
 #[test]

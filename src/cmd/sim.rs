@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  run:   SCENARIO.toml ─► elchain_sim::run::run (sign, start cluster, load + faults, settle, check)
+//!         (--router URL: remote::Deployment::connect ─► run::run_remote: sign, load, check proofs)
 //!           ─► live progress line ─► summary ─► JSON (--out) + HTML (--html) ─► exit 0 (history intact) | 1
 //!  scale: --chains 1,2,4 ─► elchain_sim::scale::measure (one closed-loop run per chain count)
 //!           ─► table + projection ─► JSON (--out) + HTML (--html) ─► exit 0 | 1
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use elchain_sim::cluster::ClusterDir;
-use elchain_sim::run::{Phase, Progress, Report};
+use elchain_sim::run::{Answer, Mode, Phase, Progress, Report};
 use elchain_sim::scale::{Event, ScaleReport, Spec};
 use elchain_sim::scenario::Scenario;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,16 +32,30 @@ enum SimCommand {
     /// Run a scenario: start a local cluster, offer its load, apply its faults on schedule, then
     /// check every replica's chain against the receipts. Exit 0 when nothing acknowledged was
     /// lost, duplicated or changed and the replicas agree; 1 when the checker found a violation.
+    /// With --router, load and check a deployed cluster through its routers instead.
     #[command(after_help = "Examples:\n  \
         elchain sim run simulator/scenarios/service-day.toml\n  \
         elchain sim run simulator/scenarios/leader-failover.toml --out failover.json --keep /tmp/failover\n  \
         elchain sim run simulator/scenarios/router-loss.toml --out router-loss.json\n  \
-        elchain sim run simulator/scenarios/minority-partition.toml --deterministic --seed 7\n\n\
+        elchain sim run simulator/scenarios/minority-partition.toml --deterministic --seed 7\n  \
+        elchain sim run simulator/scenarios/service-day.toml --router http://10.0.0.5:8080 --router http://10.0.0.6:8080\n\n\
         --deterministic runs every node in this process on a simulated network and clock (real\n\
         stores, Raft, admission and execution): the same scenario and seed give the same blocks,\n\
         answers and final digest, so a failure found with a seed replays exactly. Its times are\n\
         simulated (CPU work takes none); it supports kill, restart, kill_leader, partition, heal,\n\
         slow_net and fast_net.\n\n\
+        --router URL drives a deployed cluster instead (repeatable or comma-separated; the load\n\
+        goes round-robin over the routers' REST API and fails over). It starts nothing and takes\n\
+        no faults; of the scenario it uses [load] and how many licence chains to load (the first\n\
+        that many of the deployment's, from GET /v1/chains; issuance placed by its shard map). The\n\
+        deployment must run the SAMPLE PROFILE WITH DEVELOPMENT KEYS, like `elchain dev`: the\n\
+        workload signs as its members. Load is signed ahead, valid 5 minutes: at most 240 s of it.\n\
+        The check fetches each acknowledged transaction's proven receipt (every one up to\n\
+        --check-limit, then a seeded sample) and verifies it offline: height, index and outcome as\n\
+        acknowledged, the inclusion proof against the header's tx root, the checkpoint signed by a\n\
+        quorum of replicas; and a few blocks per chain from every router must be the same.\n\
+        Replica-by-replica comparison and store audits need the stores: run `elchain verify\n\
+        DATA_DIR` on each node.\n\n\
         Scenario files (TOML): [cluster] chains, replicas, routers (> 0: the load goes through the\n\
         routers' REST API); [load] rate (tx/s or \"max\") or ramp = [{at_s, rate}, ...], duration_s,\n\
         population, seed, submitters, batch, mix; [[faults]] at_s, action, and what it takes:\n    \
@@ -100,6 +115,15 @@ struct RunArgs {
     /// `ack-before-commit` (receipts sent when a block is proposed, before it commits).
     #[arg(long, value_name = "BUG", value_parser = ["ack-before-commit"])]
     plant_bug: Option<String>,
+    /// Drive a deployed cluster through this router's REST API instead of starting one
+    /// (repeatable, or comma-separated: the load is spread over them and fails over). The
+    /// deployment must run the sample profile with development keys, like `elchain dev`.
+    #[arg(long = "router", value_name = "URL", value_delimiter = ',')]
+    routers: Vec<String>,
+    /// With --router: check every acknowledged transaction's proof up to this many; past it, a
+    /// random sample of this many (seeded by the workload seed).
+    #[arg(long, value_name = "N", default_value_t = elchain_sim::remote::DEFAULT_CHECK_LIMIT)]
+    check_limit: usize,
 }
 
 /// Arguments of `elchain sim scale`.
@@ -151,6 +175,9 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         scenario.load.seed = seed;
     }
     let plant = args.plant_bug.is_some();
+    if !args.routers.is_empty() {
+        return run_remote(args, scenario);
+    }
     if args.deterministic {
         if let Some(f) = scenario.faults.iter().find(|f| !elchain_sim::det::supported(f.action)) {
             anyhow::bail!(
@@ -194,13 +221,71 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         elchain_sim::run::run_with(bin, &scenario, dir, &options, &show)
     };
     bar.finish_and_clear();
-    let report = report?;
-    print_summary(&report);
+    finish(&args, &report?)
+}
+
+/// `sim run --router URL…`: load and check a deployed cluster through its routers.
+fn run_remote(args: RunArgs, scenario: Scenario) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.deterministic,
+        "--deterministic runs its own cluster in this process; it cannot drive a deployed cluster (--router)"
+    );
+    anyhow::ensure!(args.plant_bug.is_none(), "--plant-bug needs nodes the simulator starts; drop it or --router");
+    if let Some(f) = scenario.faults.first() {
+        anyhow::bail!(
+            "scenario {}: fault `{}` at {} s: faults need a cluster the simulator controls; remove [[faults]] or run \
+             without --router",
+            scenario.name,
+            f.action,
+            f.at_s
+        );
+    }
+    anyhow::ensure!(args.check_limit > 0, "--check-limit must be at least 1");
+    if let Some(p) = &args.keep {
+        std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+    }
+    let deployment = elchain_sim::remote::Deployment::connect(&args.routers)?;
+    let chosen = deployment.choose_chains(scenario.cluster.chains);
+    eprintln!(
+        "scenario {} against the deployment behind {}: licence chain(s) {:?}, {} for {} s, seed {}",
+        scenario.name,
+        deployment.urls().join(", "),
+        chosen.ids,
+        scenario.load.rate,
+        scenario.load.duration_s,
+        scenario.load.seed,
+    );
+    if let Some(note) = &chosen.note {
+        eprintln!("  note: {note}");
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let show = |p: &Progress| {
+        bar.set_message(match p.phase {
+            Phase::Checking => {
+                format!(
+                    "checking the acknowledgements' proofs through the routers: {}/{} requests",
+                    p.committed, p.sent
+                )
+            }
+            _ => progress_line(p, false),
+        })
+    };
+    let options = elchain_sim::run::RemoteOptions { chains: chosen.ids, check_limit: args.check_limit };
+    let report = elchain_sim::run::run_remote(&scenario, &deployment, &options, &show);
+    bar.finish_and_clear();
+    finish(&args, &report?)
+}
+
+/// Print the summary, write the reports (and with --keep, every answer); the exit code.
+fn finish(args: &RunArgs, report: &Report) -> anyhow::Result<ExitCode> {
+    print_summary(report);
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(&args.out, json + "\n").with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("report: {}", args.out.display());
     let html = args.html.clone().unwrap_or_else(|| args.out.with_extension("html"));
-    std::fs::write(&html, elchain_sim::report::html(&report))
+    std::fs::write(&html, elchain_sim::report::html(report))
         .with_context(|| format!("cannot write {}", html.display()))?;
     println!("html report: {}", html.display());
     if let Some(p) = &args.keep {
@@ -211,7 +296,11 @@ fn run_scenario(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let txs = p.join("txs.jsonl");
         std::fs::write(&txs, lines).with_context(|| format!("cannot write {}", txs.display()))?;
-        println!("cluster files kept in {}; every transaction's answer in {}", p.display(), txs.display());
+        if report.mode == Mode::Remote {
+            println!("every transaction's answer in {}", txs.display());
+        } else {
+            println!("cluster files kept in {}; every transaction's answer in {}", p.display(), txs.display());
+        }
     }
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -245,6 +334,9 @@ fn print_summary(r: &Report) {
     if let Some(d) = &r.digest {
         println!("  deterministic run, seed {}: final state digest {d} (times below are simulated)", r.seed);
     }
+    if r.mode == Mode::Remote {
+        println!("  deployed cluster, driven through its routers; workload seed {}", r.seed);
+    }
     println!(
         "  {:.0} tx/s offered, {:.0} tx/s committed; batch latency p50 {:.1} ms, p99 {:.1} ms",
         r.offered_tps, r.committed_tps, r.p50_ms, r.p99_ms
@@ -266,12 +358,29 @@ fn print_summary(r: &Report) {
         println!("  warning: {p}");
     }
     for c in &r.verdict.chains {
-        println!(
-            "  chain {}: height {}, {} transactions on replicas {:?}, {} receipts checked",
-            c.chain, c.height, c.txs, c.replicas, c.acks
-        );
+        if r.mode == Mode::Remote {
+            let committed = r.txs.iter().filter(|t| t.chain == c.chain && matches!(t.answer, Answer::Committed { .. }));
+            println!(
+                "  chain {}: height {}, replicas {:?}; {} of {} committed receipts checked against the routers' proofs",
+                c.chain,
+                c.height,
+                c.replicas,
+                c.acks,
+                committed.count()
+            );
+        } else {
+            println!(
+                "  chain {}: height {}, {} transactions on replicas {:?}, {} receipts checked",
+                c.chain, c.height, c.txs, c.replicas, c.acks
+            );
+        }
     }
-    if r.verdict.ok {
+    if r.verdict.ok && r.mode == Mode::Remote {
+        println!(
+            "  history: OK (every checked receipt proven at its height, index and outcome, checkpoints signed by a \
+             quorum, one block per height across routers; replicas and audits: run `elchain verify` on each node)"
+        );
+    } else if r.verdict.ok {
         println!("  history: OK (nothing acknowledged lost or duplicated, replicas identical, audits pass)");
     } else {
         println!("  history: {} VIOLATION(S)", r.verdict.violations.len());

@@ -34,6 +34,53 @@ fn a_leader_killed_under_load_loses_nothing_the_simulator_saw_acknowledged() {
 }
 
 #[test]
+fn a_planted_ack_before_commit_bug_fails_the_checker() {
+    // The same failover scenario that passes above, on nodes that answer when a block is
+    // proposed: the receipts promise positions the chain never gives those transactions.
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario("leader-failover.toml");
+    let args = ["sim", "run", file.to_str().unwrap(), "--out", "r.json", "--plant-bug", "ack-before-commit"];
+    let out = elchain_in(dir.path(), &args);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("VIOLATION"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"]["ok"], false);
+    let kinds: Vec<&str> =
+        report["verdict"]["violations"].as_array().unwrap().iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert!(kinds.iter().any(|k| *k == "lost" || *k == "outcome_differs"), "{kinds:?}");
+}
+
+#[test]
+fn a_deterministic_run_replays_to_the_same_digest_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario("minority-partition.toml");
+    let digest = |seed: &str, out: &str| {
+        let args = ["sim", "run", file.to_str().unwrap(), "--deterministic", "--seed", seed, "--out", out];
+        let o = elchain_in(dir.path(), &args);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{text}");
+        assert!(text.contains("history: OK"), "{text}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(out)).unwrap()).unwrap();
+        assert_eq!(r["mode"], "deterministic");
+        assert_eq!(r["faults"].as_array().unwrap().len(), 2, "{r:#}");
+        (r["digest"].as_str().unwrap().to_string(), r["committed"].as_u64().unwrap())
+    };
+    let (a, committed) = digest("5", "a.json");
+    assert!(committed > 0);
+    assert_eq!(digest("5", "b.json"), (a.clone(), committed), "same seed, same run");
+    assert_ne!(digest("6", "c.json").0, a, "another seed, another run");
+    // A fault that needs processes is refused before anything starts.
+    let text = std::fs::read_to_string(scenario("router-loss.toml")).unwrap();
+    std::fs::write(dir.path().join("routers.toml"), text).unwrap();
+    let o = elchain_in(dir.path(), &["sim", "run", "routers.toml", "--deterministic"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("needs real processes"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_scenario_with_an_unknown_key_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(scenario("service-day.toml")).unwrap().replace("duration_s", "duration");
@@ -96,4 +143,68 @@ fn a_chain_added_under_load_takes_load_and_checks_out() {
     assert!(added["acks"].as_u64().unwrap() > 0, "the added chain has acknowledged load: {report:#}");
     assert_eq!(added["replicas"], serde_json::json!([4, 5, 6]));
     assert!(chain(0)["acks"].as_u64().unwrap() >= 2, "bootstrap and scale-out governance: {report:#}");
+}
+
+/// `elchain dev` serving in the background; killed if the test fails before stopping it.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_deployed_cluster_is_driven_and_checked_through_its_router() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let http = elchain_tests::deployment::free_http();
+    let child = Command::new(elchain_tests::elchain_bin())
+        .args(["dev", "--data-dir", "d", "--quic-port", "0", "--http", &http.to_string()])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut dev = Dev(child);
+    let rest = elchain_router::rest::RestClient::new(&format!("http://{http}"), std::time::Duration::from_secs(10));
+    elchain_router::rest::wait_healthy(&rest, std::time::Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("elchain dev never served: {e}"));
+
+    // The service-centre day, short: `elchain dev` serves licence chains 1 and 2.
+    let text = std::fs::read_to_string(scenario("service-day.toml"))
+        .unwrap()
+        .replace("rate = 1000", "rate = 200")
+        .replace("duration_s = 20", "duration_s = 4");
+    std::fs::write(dir.path().join("day.toml"), text).unwrap();
+    let url = format!("http://{http}");
+    let out = elchain_in(dir.path(), &["sim", "run", "day.toml", "--router", &url, "--out", "r.json"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("history: OK"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["mode"], "remote", "{report:#}");
+    assert_eq!(report["verdict"]["ok"], true, "{report:#}");
+    let chains = report["verdict"]["chains"].as_array().unwrap();
+    let ids: Vec<u64> = chains.iter().map(|c| c["chain"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2], "{report:#}");
+    let checked: u64 = chains.iter().map(|c| c["acks"].as_u64().unwrap()).sum();
+    assert!(checked > 0, "{report:#}");
+    assert_eq!(checked, report["committed"].as_u64().unwrap(), "under the check limit, every receipt: {report:#}");
+    assert!(report["valid"].as_u64().unwrap() * 10 >= checked * 8, "the deployment accepts the load: {report:#}");
+
+    // The simulator cannot break a cluster it does not control.
+    let faults = dir.path().join("failover.toml");
+    std::fs::copy(scenario("leader-failover.toml"), &faults).unwrap();
+    let o = elchain_in(dir.path(), &["sim", "run", "failover.toml", "--router", &url]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("faults need a cluster the simulator controls"), "{}", stderr(&o));
+
+    // Ctrl-C (SIGTERM here) stops the deployment cleanly.
+    Command::new("kill").args(["-TERM", &dev.0.id().to_string()]).status().unwrap();
+    let status = dev.0.wait().unwrap();
+    assert!(status.success(), "elchain dev did not stop cleanly: {status}");
 }
