@@ -37,6 +37,12 @@ pub enum ClientError {
     },
 }
 
+/// While a request is unanswered, the client looks for a new leader this often.
+const HEDGE_AFTER: Duration = Duration::from_millis(500);
+
+/// How long the client waits for a replica's status while looking for a new leader.
+const STATUS_PROBE: Duration = Duration::from_millis(500);
+
 struct NoService;
 
 impl Handler for NoService {
@@ -175,7 +181,15 @@ impl Client {
             }
             let node = hint.take().unwrap_or_else(|| ids[round % ids.len()]);
             round += 1;
-            match self.request(node, &req).await {
+            let (node, answer) = self.hedged(chain, node, &ids, &req).await;
+            if answer.is_err() {
+                // Do not send the next request to a node that did not answer this one.
+                let mut leaders = self.leaders.lock().expect("leader cache");
+                if leaders.get(&chain) == Some(&node) {
+                    leaders.remove(&chain);
+                }
+            }
+            match answer {
                 Ok(Response::NotLeader { leader }) => {
                     last = format!("node {node} is not the leader");
                     hint = leader.map(|(id, _)| id).filter(|id| *id != node && ids.contains(id));
@@ -186,7 +200,13 @@ impl Client {
                 Ok(Response::Error(m)) => {
                     // Leadership changes surface as errors while a write is in flight; those
                     // are retried, anything else is final.
-                    if m.contains("leader") || m.contains("shutting down") || m.contains("starting") {
+                    // A node stopping with the write in flight ("raft stopped") is one of them:
+                    // resending the same bytes is safe, they commit at most once.
+                    if m.contains("leader")
+                        || m.contains("shutting down")
+                        || m.contains("starting")
+                        || m.contains("stopped")
+                    {
                         last = format!("node {node}: {m}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     } else {
@@ -204,6 +224,60 @@ impl Client {
             }
         }
         Err(ClientError::Deadline { waited: deadline, last })
+    }
+
+    /// Send `req` to `node`; while no answer has come, ask the chain's other replicas every
+    /// [`HEDGE_AFTER`] who leads now and, once one names another leader, send the same request
+    /// there too and take the first useful answer. A leader killed or cut off is then left behind in
+    /// about a second instead of after the full request timeout. Sending a request twice is
+    /// safe: the same transaction bytes commit at most once.
+    async fn hedged(
+        &self,
+        chain: u32,
+        node: NodeId,
+        ids: &[NodeId],
+        req: &Request,
+    ) -> (NodeId, Result<Response, String>) {
+        let first = self.request(node, req);
+        tokio::pin!(first);
+        // Until it answers, look again every HEDGE_AFTER: the other replicas notice a lost
+        // leader only after their election timeout, and elect another a little later.
+        let other = loop {
+            tokio::select! {
+                biased;
+                r = &mut first => return (node, r),
+                _ = tokio::time::sleep(HEDGE_AFTER) => {}
+            }
+            if let Some(other) = self.other_leader(chain, node, ids).await {
+                break other;
+            }
+        };
+        let second = self.request(other, req);
+        tokio::pin!(second);
+        let useful = |r: &Result<Response, String>| !matches!(r, Err(_) | Ok(Response::NotLeader { .. }));
+        tokio::select! {
+            biased;
+            r = &mut first => {
+                if useful(&r) { (node, r) } else { (other, second.await) }
+            }
+            r = &mut second => {
+                if useful(&r) { (other, r) } else { (node, first.await) }
+            }
+        }
+    }
+
+    /// A leader of `chain` other than `node` that one of the other replicas reports, asking
+    /// each briefly.
+    async fn other_leader(&self, chain: u32, node: NodeId, ids: &[NodeId]) -> Option<NodeId> {
+        for &id in ids.iter().filter(|id| **id != node) {
+            let status = tokio::time::timeout(STATUS_PROBE, self.status(id, chain)).await;
+            if let Ok(Ok(s)) = status {
+                if let Some(l) = s.leader.filter(|l| *l != node && ids.contains(l)) {
+                    return Some(l);
+                }
+            }
+        }
+        None
     }
 
     /// Submit encoded transactions and wait for their receipts.

@@ -180,6 +180,8 @@ impl Replica {
         }
         tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics, clock, early));
         tokio::spawn(checkpointer(Arc::downgrade(&replica), applied_rx));
+        let (every, settle) = (Duration::from_millis(r.heartbeat_ms.max(20)), Duration::from_millis(r.election_max_ms));
+        tokio::spawn(election_gate(Arc::downgrade(&replica), every, settle));
         Ok(replica)
     }
 
@@ -556,6 +558,61 @@ fn write_error(e: WriteError) -> Response {
     match forward(&e) {
         Some(leader) => Response::NotLeader { leader },
         None => Response::Error(e.to_string()),
+    }
+}
+
+/// Let this replica start elections only while it can reach a majority of the voters.
+///
+/// openraft 0.9 has no pre-vote: a replica cut off from the others would time out again and
+/// again, raising its term each time, and on rejoining make the healthy leader step down for
+/// its higher term: a second outage, caused by the repair (the simulator's minority-partition
+/// scenario showed ~2 s without commits after the heal). A replica that cannot reach a
+/// majority could not win an election anyway, so it waits, keeps its term, and rejoins as a
+/// follower. Reachability is a status request to each other voter every `every` (one
+/// heartbeat), answered within `every`; elections are allowed again once a majority has been
+/// reachable for `settle` (the longest election timeout), so that the leader's heartbeats reach
+/// the replica before its own long-expired election timer does.
+async fn election_gate(replica: std::sync::Weak<Replica>, every: Duration, settle: Duration) {
+    let mut allowed = true;
+    let mut reachable_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(r) = replica.upgrade() else { return };
+        let m = r.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let (endpoint, chain, me) = (r.endpoint.clone(), r.chain.0, r.node_id);
+        drop(r);
+        // All probes at once, each allowed one heartbeat (what openraft allows an AppendEntries):
+        // the check ends within about a heartbeat, well inside the election timeout.
+        let probes: Vec<_> = voters
+            .iter()
+            .copied()
+            .filter(|id| *id != me)
+            .filter_map(|id| Some((id, membership.get_node(&id)?.addr.parse().ok()?)))
+            .map(|(id, addr)| {
+                let endpoint = endpoint.clone();
+                tokio::spawn(async move { endpoint.call(id, addr, encode(&Request::Status { chain }), every).await })
+            })
+            .collect();
+        let mut reachable = usize::from(voters.contains(&me));
+        for p in probes {
+            reachable += usize::from(matches!(p.await, Ok(Ok(_))));
+        }
+        let majority = reachable * 2 > voters.len();
+        let now = tokio::time::Instant::now();
+        reachable_since = if majority { Some(reachable_since.unwrap_or(now)) } else { None };
+        let can_win = majority && (allowed || reachable_since.is_some_and(|t| now - t >= settle));
+        if can_win != allowed {
+            let Some(r) = replica.upgrade() else { return };
+            r.raft.runtime_config().elect(can_win);
+            if can_win {
+                info!(chain, reachable, voters = voters.len(), "a majority is reachable again: elections allowed");
+            } else {
+                warn!(chain, reachable, voters = voters.len(), "cannot reach a majority: not starting elections");
+            }
+            allowed = can_win;
+        }
     }
 }
 
