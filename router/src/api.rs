@@ -224,14 +224,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn outcome_name(code: u16) -> String {
-    if code == 0 {
-        "valid".into()
-    } else {
-        RejectCode::from_u16(code).map_or_else(|| format!("code_{code}"), |c| c.as_str().to_string())
-    }
-}
-
 fn receipt_json(chain: u32, r: &Receipt) -> ReceiptJson {
     match r.status {
         ReceiptStatus::Committed { height, index, outcome } => ReceiptJson {
@@ -800,21 +792,7 @@ async fn block(State(app): Shared, Path((chain, height)): Path<(String, String)>
         other => return Err(Problem::new(StatusCode::BAD_GATEWAY, "chain_error", format!("{other:?}"))),
     };
     let b = Block::from_bytes(&bytes).map_err(|_| bad_record("block"))?;
-    Ok(Json(BlockJson {
-        chain,
-        height,
-        hash: b.header.hash().to_hex(),
-        prev: b.header.prev.to_hex(),
-        time: b.header.time.0,
-        tx_root: b.header.tx_root.to_hex(),
-        state_root: b.header.state_root.to_hex(),
-        txs: b
-            .ids
-            .iter()
-            .zip(&b.outcomes)
-            .map(|(id, o)| BlockTxJson { id: id.to_hex(), outcome: outcome_name(o.as_u16()) })
-            .collect(),
-    }))
+    Ok(Json(BlockJson::from_block(chain, &b)))
 }
 
 /// The chain directory, with each chain's leader and height.

@@ -237,6 +237,37 @@ pub struct BlockJson {
     pub txs: Vec<BlockTxJson>,
 }
 
+impl BlockJson {
+    /// The JSON form of `b`, a block of `chain`.
+    pub fn from_block(chain: u32, b: &elchain_types::block::Block) -> BlockJson {
+        BlockJson {
+            chain,
+            height: b.header.height,
+            hash: b.header.hash().to_hex(),
+            prev: b.header.prev.to_hex(),
+            time: b.header.time.0,
+            tx_root: b.header.tx_root.to_hex(),
+            state_root: b.header.state_root.to_hex(),
+            txs: b
+                .ids
+                .iter()
+                .zip(&b.outcomes)
+                .map(|(id, o)| BlockTxJson { id: id.to_hex(), outcome: outcome_name(o.as_u16()) })
+                .collect(),
+        }
+    }
+}
+
+/// `valid`, or the reject code's name (`code_N` for a code this build does not know).
+pub fn outcome_name(code: u16) -> String {
+    if code == 0 {
+        "valid".into()
+    } else {
+        elchain_types::reason::RejectCode::from_u16(code)
+            .map_or_else(|| format!("code_{code}"), |c| c.as_str().to_string())
+    }
+}
+
 /// A transaction in a block.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlockTxJson {

@@ -864,7 +864,6 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use elchain_router::json::BlockTxJson;
     use elchain_shard::{Ledger, LogPosition};
     use elchain_types::block::{Block, CheckpointSig};
     use elchain_types::codec::Encode;
@@ -887,13 +886,6 @@ mod tests {
         ledger.append(raws, Timestamp(T0 + 1000), LogPosition::default()).unwrap().block
     }
 
-    fn outcome_name(o: Outcome) -> String {
-        match o {
-            Outcome::Valid => "valid".into(),
-            Outcome::Invalid(code) => code.as_str().into(),
-        }
-    }
-
     /// The router's proven receipt of position `i` of `b`, its checkpoint signed by `signers`.
     fn proven(b: &Block, i: usize, signers: &[u64]) -> ProofJson {
         let proof = InclusionProof::for_block(b, i);
@@ -912,7 +904,7 @@ mod tests {
             chain: 1,
             height: b.header.height,
             index: i as u32,
-            outcome: outcome_name(proof.outcome),
+            outcome: elchain_router::json::outcome_name(proof.outcome.as_u16()),
             header_hash: hash.to_hex(),
             header: hex::encode(b.header.to_bytes()),
             proof: hex::encode(proof.to_bytes()),
@@ -929,21 +921,7 @@ mod tests {
     }
 
     fn block_json(b: &Block) -> BlockJson {
-        BlockJson {
-            chain: 1,
-            height: b.header.height,
-            hash: b.header.hash().to_hex(),
-            prev: b.header.prev.to_hex(),
-            time: b.header.time.0,
-            tx_root: b.header.tx_root.to_hex(),
-            state_root: b.header.state_root.to_hex(),
-            txs: b
-                .ids
-                .iter()
-                .zip(&b.outcomes)
-                .map(|(id, o)| BlockTxJson { id: id.to_hex(), outcome: outcome_name(*o) })
-                .collect(),
-        }
+        BlockJson::from_block(1, b)
     }
 
     fn three_replicas() -> Proofs {

@@ -142,6 +142,7 @@ fn a_chain_added_under_load_takes_load_and_checks_out() {
     let added = chain(2);
     assert!(added["acks"].as_u64().unwrap() > 0, "the added chain has acknowledged load: {report:#}");
     assert_eq!(added["replicas"], serde_json::json!([4, 5, 6]));
+    assert_eq!(report["chains"], 2, "the report counts the licence chains at the end: {report:#}");
     assert!(chain(0)["acks"].as_u64().unwrap() >= 2, "bootstrap and scale-out governance: {report:#}");
 }
 
