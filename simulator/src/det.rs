@@ -20,7 +20,7 @@
 //! deterministic run describe the protocol (latency in network round trips and batching
 //! delays), not the machine's speed: measure speed with the process mode or `elchain bench`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -32,7 +32,6 @@ use elchain_shard::node::client::Client;
 use elchain_shard::node::config::{
     BatchConfig, ChainConfig, ConsortiumConfig, NodeConfig, PeerConfig, RaftConfig, TestingConfig, TlsConfig,
 };
-use elchain_shard::node::rpc::ReceiptStatus;
 use elchain_shard::node::Node;
 use elchain_shard::Clock;
 use elchain_types::codec::Encode;
@@ -44,8 +43,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::checker::{check_stores, Ack, Verdict};
-use crate::run::{report, AppliedFault, Driven, How, Live, Mode, Phase, Progress, Report, RunError, StreamOutcome};
+use crate::checker::{check_stores, Verdict};
+use crate::fault::{named_or_all, Damage};
+use crate::run::{
+    max_acked_height, report, wait_converged, AppliedFault, Driven, How, Live, Mode, Phase, Progress, Report, RunError,
+    StreamOutcome,
+};
 use crate::scenario::{Action, Fault, Scenario};
 use crate::schedule::Schedule;
 use crate::workload::{Mix, Workload};
@@ -60,9 +63,8 @@ const LOAD_NODE: u64 = 900;
 const LATENCY: Duration = Duration::from_micros(500);
 const JITTER: Duration = Duration::from_micros(500);
 
-/// How long a submission may wait for its receipts; how long settling may take.
+/// How long a submission may wait for its receipts.
 const SUBMIT_DEADLINE: Duration = Duration::from_secs(20);
-const SETTLE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Most batches a stream has outstanding in open loop.
 const MAX_IN_FLIGHT: usize = 16;
@@ -270,14 +272,12 @@ async fn drive(
     }
 
     let mut driven = Driven { started: Some(started), ..Driven::default() };
-    let mut killed = BTreeSet::new();
-    let mut cut = BTreeSet::new();
-    let mut slow = BTreeSet::new();
+    let mut damage = Damage::default();
     let mut pending = s.faults.iter().peekable();
     while pending.peek().is_some() || tasks.iter().any(|t| !t.is_finished()) {
         let elapsed = started.elapsed().as_secs_f64();
         while let Some(f) = pending.next_if(|f| f.at_s <= elapsed) {
-            let done = apply(&mut cluster, &client, &mut killed, &mut cut, &mut slow, f, elapsed).await;
+            let done = apply(&mut cluster, &client, &mut damage, f, elapsed).await;
             driven.faults.push(done);
             live.faults.fetch_add(1, Ordering::Relaxed);
         }
@@ -296,13 +296,13 @@ async fn drive(
     progress(&live.progress(s, Phase::Settling, driven.load_seconds));
 
     // Settle: undo the damage and wait until every chain's replicas agree.
-    for n in std::mem::take(&mut cut) {
+    for n in std::mem::take(&mut damage.partitioned) {
         net.isolate(n, false);
     }
-    for n in std::mem::take(&mut slow) {
+    for n in std::mem::take(&mut damage.slow_net) {
         net.slow_down(n, Duration::ZERO);
     }
-    for n in std::mem::take(&mut killed) {
+    for n in std::mem::take(&mut damage.killed) {
         if let Err(e) = cluster.start_node(n).await {
             driven.settle_problems.push(e);
         }
@@ -310,7 +310,7 @@ async fn drive(
     for &chain in &chains {
         let min_height = max_acked_height(&driven.outcome.acks, chain);
         let ids: Vec<u64> = (1..=s.cluster.replicas).collect();
-        match converge(&client, chain, &ids, min_height).await {
+        match wait_converged(&client, chain, &ids, min_height).await {
             Ok(h) => driven.heights.push(h),
             Err(e) => {
                 driven.heights.push(0);
@@ -345,69 +345,13 @@ fn digest(chains: &[u32], verdict: &Verdict) -> String {
     h.finalize().to_hex().to_string()
 }
 
-fn max_acked_height(acks: &[Ack], chain: u32) -> u64 {
-    acks.iter()
-        .filter(|a| a.chain == chain)
-        .filter_map(|a| match a.receipt.status {
-            ReceiptStatus::Committed { height, .. } => Some(height),
-            ReceiptStatus::Rejected { .. } => None,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// Wait (in simulated time) until every replica reports the same tip of `chain`, at least
-/// `min_height`.
-async fn converge(client: &Client, chain: u32, ids: &[u64], min_height: u64) -> Result<u64, String> {
-    let start = Instant::now();
-    loop {
-        let mut statuses = Vec::new();
-        for id in ids {
-            if let Ok(s) = client.status(*id, chain).await {
-                statuses.push(s);
-            }
-        }
-        if statuses.len() == ids.len() {
-            let (h, tip) = (statuses[0].height, statuses[0].tip_hash);
-            if h >= min_height && statuses.iter().all(|s| s.height == h && s.tip_hash == tip) {
-                return Ok(h);
-            }
-        }
-        if start.elapsed() > SETTLE_DEADLINE {
-            let seen: Vec<String> = statuses.iter().map(|s| format!("node {} at {}", s.node, s.height)).collect();
-            return Err(format!(
-                "chain {chain}: replicas did not agree at height >= {min_height} within {SETTLE_DEADLINE:?} \
-                 of simulated time ({})",
-                seen.join(", ")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn apply(
-    cluster: &mut SimCluster,
-    client: &Client,
-    killed: &mut BTreeSet<u64>,
-    cut: &mut BTreeSet<u64>,
-    slow: &mut BTreeSet<u64>,
-    f: &Fault,
-    at: f64,
-) -> AppliedFault {
-    let mut done = AppliedFault {
-        at_s: f.at_s,
-        applied_s: at,
-        action: f.action,
-        nodes: f.node.into_iter().collect(),
-        chain: None,
-        applied: true,
-        note: String::new(),
-    };
+async fn apply(cluster: &mut SimCluster, client: &Client, damage: &mut Damage, f: &Fault, at: f64) -> AppliedFault {
+    let mut done = AppliedFault::begin(f, at);
     match f.action {
         Action::Kill => {
             let n = f.node.unwrap_or(0);
             done.applied = cluster.kill(n).await;
-            killed.insert(n);
+            damage.killed.insert(n);
             done.note = format!("stopped node {n}");
         }
         Action::KillLeader => {
@@ -416,7 +360,7 @@ async fn apply(
             match client.wait_leader(chain, Duration::from_secs(10)).await {
                 Ok(n) => {
                     cluster.kill(n).await;
-                    killed.insert(n);
+                    damage.killed.insert(n);
                     done.nodes = vec![n];
                     done.note = format!("stopped node {n}, the leader of chain {chain}");
                 }
@@ -427,10 +371,7 @@ async fn apply(
             }
         }
         Action::Restart => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => killed.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.killed);
             done.nodes.clear();
             for n in targets {
                 if !cluster.nodes.contains_key(&n) {
@@ -439,7 +380,7 @@ async fn apply(
                         Err(e) => done.note = e,
                     }
                 }
-                killed.remove(&n);
+                damage.killed.remove(&n);
             }
             done.applied = !done.nodes.is_empty();
             if done.note.is_empty() {
@@ -453,17 +394,14 @@ async fn apply(
         Action::Partition => {
             let n = f.node.unwrap_or(0);
             cluster.net.isolate(n, true);
-            cut.insert(n);
+            damage.partitioned.insert(n);
             done.note = format!("cut node {n} off");
         }
         Action::Heal => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => cut.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.partitioned);
             for n in &targets {
                 cluster.net.isolate(*n, false);
-                cut.remove(n);
+                damage.partitioned.remove(n);
             }
             done.nodes = targets;
             done.note = format!("healed node(s) {:?}", done.nodes);
@@ -471,17 +409,14 @@ async fn apply(
         Action::SlowNet => {
             let (n, ms) = (f.node.unwrap_or(0), f.delay_ms.unwrap_or(0));
             cluster.net.slow_down(n, Duration::from_millis(ms));
-            slow.insert(n);
+            damage.slow_net.insert(n);
             done.note = format!("delayed node {n}'s messages by {ms} ms each way");
         }
         Action::FastNet => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => slow.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.slow_net);
             for n in &targets {
                 cluster.net.slow_down(*n, Duration::ZERO);
-                slow.remove(n);
+                damage.slow_net.remove(n);
             }
             done.nodes = targets;
             done.note = format!("removed the network delay of node(s) {:?}", done.nodes);

@@ -57,6 +57,15 @@ pub struct Damage {
     pub killed_routers: BTreeSet<u32>,
 }
 
+/// The one node (or router) a fault names, or else every one `set` holds: what `restart`,
+/// `heal` and the other undo actions act on.
+pub fn named_or_all<T: Copy + Ord>(named: Option<T>, set: &BTreeSet<T>) -> Vec<T> {
+    match named {
+        Some(n) => vec![n],
+        None => set.iter().copied().collect(),
+    }
+}
+
 /// Make the cluster ready for the load: when the scenario needs the meta chain, register the
 /// licence chains on it and set shard map version 1; when it has routers, start them and wait
 /// until each serves. The governance receipts, as acknowledgements of chain 0.
@@ -110,15 +119,7 @@ pub async fn apply(
     f: &Fault,
     at: f64,
 ) -> (AppliedFault, Vec<Ack>) {
-    let mut done = AppliedFault {
-        at_s: f.at_s,
-        applied_s: at,
-        action: f.action,
-        nodes: f.node.into_iter().collect(),
-        chain: None,
-        applied: true,
-        note: String::new(),
-    };
+    let mut done = AppliedFault::begin(f, at);
     let mut acks = Vec::new();
     if let Some(n) = f.node.filter(|n| !cluster.nodes.contains_key(n)) {
         done.applied = false;
@@ -150,10 +151,7 @@ pub async fn apply(
             }
         }
         Action::Restart => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.killed.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.killed);
             done.nodes.clear();
             for n in targets {
                 if cluster.pid(n).is_none() {
@@ -176,10 +174,7 @@ pub async fn apply(
             done.note = format!("cut node {n} off");
         }
         Action::Heal => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.partitioned.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.partitioned);
             for n in &targets {
                 cluster.partition(*n, false);
                 damage.partitioned.remove(n);
@@ -198,10 +193,7 @@ pub async fn apply(
             }
         }
         Action::FastNet => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.slow_net.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.slow_net);
             let failed: Vec<String> =
                 targets.iter().filter_map(|n| cluster.set_net_delay(*n, Duration::ZERO).err()).collect();
             for n in &targets {
@@ -229,10 +221,7 @@ pub async fn apply(
             };
         }
         Action::FastDisk => {
-            let targets: Vec<u64> = match f.node {
-                Some(n) => vec![n],
-                None => damage.slow_disk.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.node, &damage.slow_disk);
             let failed: Vec<String> = targets
                 .iter()
                 .filter_map(|n| cluster.set_apply_delay(*n, 0).err().map(|e| format!("node {n}: {e}")))
@@ -255,10 +244,7 @@ pub async fn apply(
             }
         }
         Action::RestartRouter => {
-            let targets: Vec<u32> = match f.router {
-                Some(r) => vec![r],
-                None => damage.killed_routers.iter().copied().collect(),
-            };
+            let targets = named_or_all(f.router, &damage.killed_routers);
             let mut restarted = Vec::new();
             for r in targets {
                 let id = ROUTER_BASE + u64::from(r);

@@ -16,21 +16,14 @@
 
 use std::collections::HashMap;
 
+use elchain_shard::state::LicenceStatus;
 use elchain_types::block::Block;
 use elchain_types::codec::Decode;
 use elchain_types::ids::{GrantId, HolderId, LicenceId, Timestamp};
 use elchain_types::tx::{Payload, SignedTx};
 
-/// A licence as the rules see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Active,
-    Suspended,
-    Revoked,
-}
-
 struct Licence {
-    status: Status,
+    status: LicenceStatus,
     /// 0: no expiry.
     valid_to: Timestamp,
     holder: HolderId,
@@ -39,10 +32,10 @@ struct Licence {
 impl Licence {
     fn usable(&self, now: Timestamp) -> Result<(), &'static str> {
         match self.status {
-            Status::Suspended => Err("the licence is suspended"),
-            Status::Revoked => Err("the licence is revoked"),
-            Status::Active if self.valid_to.0 != 0 && now > self.valid_to => Err("the licence has expired"),
-            Status::Active => Ok(()),
+            LicenceStatus::Suspended => Err("the licence is suspended"),
+            LicenceStatus::Revoked => Err("the licence is revoked"),
+            LicenceStatus::Active if self.valid_to.0 != 0 && now > self.valid_to => Err("the licence has expired"),
+            LicenceStatus::Active => Ok(()),
         }
     }
 }
@@ -122,42 +115,44 @@ impl Rules {
                 if self.licences.contains_key(&p.licence) {
                     return Err("a licence id was issued twice".into());
                 }
-                self.licences
-                    .insert(p.licence, Licence { status: Status::Active, valid_to: p.valid_to, holder: p.holder });
+                self.licences.insert(
+                    p.licence,
+                    Licence { status: LicenceStatus::Active, valid_to: p.valid_to, holder: p.holder },
+                );
             }
             Payload::Renew(p) => {
                 let l = self.licence(&p.licence)?;
-                if l.status != Status::Active {
+                if l.status != LicenceStatus::Active {
                     return Err("a licence that is not active was renewed".into());
                 }
                 l.valid_to = p.valid_to;
             }
             Payload::Amend(p) => {
                 let status = self.licence(&p.licence)?.status;
-                if status != Status::Active {
+                if status != LicenceStatus::Active {
                     return Err("a licence that is not active was amended".into());
                 }
             }
             Payload::Suspend(p) => {
                 let l = self.licence(&p.licence)?;
-                if l.status != Status::Active {
+                if l.status != LicenceStatus::Active {
                     return Err(format!("a {:?} licence was suspended", l.status).to_lowercase());
                 }
-                l.status = Status::Suspended;
+                l.status = LicenceStatus::Suspended;
             }
             Payload::Reinstate(p) => {
                 let l = self.licence(&p.licence)?;
-                if l.status != Status::Suspended {
+                if l.status != LicenceStatus::Suspended {
                     return Err(format!("a {:?} licence was reinstated", l.status).to_lowercase());
                 }
-                l.status = Status::Active;
+                l.status = LicenceStatus::Active;
             }
             Payload::Revoke(p) => {
                 let l = self.licence(&p.licence)?;
-                if l.status == Status::Revoked {
+                if l.status == LicenceStatus::Revoked {
                     return Err("a revoked licence was revoked again".into());
                 }
-                l.status = Status::Revoked;
+                l.status = LicenceStatus::Revoked;
             }
             Payload::Grant(p) => {
                 let l = self.licence(&p.licence)?;

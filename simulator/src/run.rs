@@ -42,7 +42,7 @@ use crate::cluster::{Cluster, ClusterDir, Settings};
 use crate::cpu;
 use crate::fault::{self, Damage};
 use crate::gateway::{Gateway, Reply};
-use crate::scenario::{Action, Rate, Scenario};
+use crate::scenario::{Action, Fault, Rate, Scenario};
 use crate::schedule::Schedule;
 use crate::series::{self, Answered, Sample};
 use crate::workload::{Mix, Workload};
@@ -215,6 +215,21 @@ pub struct AppliedFault {
     pub applied: bool,
     /// What happened, for people.
     pub note: String,
+}
+
+impl AppliedFault {
+    /// `f`, applied at `at` seconds, before its action fills in what happened.
+    pub fn begin(f: &Fault, at: f64) -> AppliedFault {
+        AppliedFault {
+            at_s: f.at_s,
+            applied_s: at,
+            action: f.action,
+            nodes: f.node.into_iter().collect(),
+            chain: None,
+            applied: true,
+            note: String::new(),
+        }
+    }
 }
 
 /// The result of a run, as written to the JSON report.
@@ -599,11 +614,25 @@ async fn closed_loop(gateway: Gateway, stream: Stream, deadline: Instant, live: 
 /// heartbeats).
 const SETTLED_FOR: Duration = Duration::from_millis(600);
 
+/// The highest block of `chain` an acknowledgement points at: settling waits for every replica
+/// to reach at least that.
+pub(crate) fn max_acked_height(acks: &[Ack], chain: u32) -> u64 {
+    acks.iter()
+        .filter(|a| a.chain == chain)
+        .filter_map(|a| match a.receipt.status {
+            ReceiptStatus::Committed { height, .. } => Some(height),
+            ReceiptStatus::Rejected { .. } => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Wait until every node in `ids` reports the same height and tip of `chain`, at least
 /// `min_height`, and keeps reporting it for [`SETTLED_FOR`]; the height, or what was seen last.
-async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u64) -> Result<u64, String> {
-    let start = std::time::Instant::now();
-    let mut agreed: Option<(u64, [u8; 32], std::time::Instant)> = None;
+pub(crate) async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u64) -> Result<u64, String> {
+    // tokio's clock: real time here, simulated time in the deterministic mode.
+    let start = Instant::now();
+    let mut agreed: Option<(u64, [u8; 32], Instant)> = None;
     loop {
         let mut statuses = Vec::new();
         for id in ids {
@@ -621,7 +650,7 @@ async fn wait_converged(client: &Client, chain: u32, ids: &[u64], min_height: u6
                 }
                 Some((h, tip, since))
             }
-            (_, Some((h, tip))) => Some((h, tip, std::time::Instant::now())),
+            (_, Some((h, tip))) => Some((h, tip, Instant::now())),
             (_, None) => None,
         };
         if start.elapsed() > SETTLE_DEADLINE {
@@ -726,17 +755,7 @@ async fn drive(
     // Every chain the cluster serves now: the meta chain and added chains too. `heights` lists
     // the licence chains'.
     for chain in cluster.chains() {
-        let min_height = driven
-            .outcome
-            .acks
-            .iter()
-            .filter(|a| a.chain == chain)
-            .filter_map(|a| match a.receipt.status {
-                ReceiptStatus::Committed { height, .. } => Some(height),
-                ReceiptStatus::Rejected { .. } => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let min_height = max_acked_height(&driven.outcome.acks, chain);
         let ids: Vec<u64> = cluster.nodes.values().filter(|n| n.chains.contains(&chain)).map(|n| n.id).collect();
         let converged = wait_converged(&client, chain, &ids, min_height).await;
         if let Err(e) = &converged {

@@ -46,6 +46,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use elchain_shard::state::LicenceStatus;
 use elchain_types::client::{self, GrantTerms, TxContext};
 use elchain_types::contract::{Consortium, LicenceType};
 use elchain_types::crypto::{DataKey, Keypair};
@@ -139,20 +140,12 @@ impl Default for Mix {
     }
 }
 
-/// A licence's status as the generator last set it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Active,
-    Suspended,
-    Revoked,
-}
-
 struct Licence {
     id: LicenceId,
     ty: LicenceTypeId,
     holder: u32,
     data_key: DataKey,
-    status: Status,
+    status: LicenceStatus,
     /// 0: no expiry.
     valid_to: Timestamp,
 }
@@ -160,7 +153,7 @@ struct Licence {
 impl Licence {
     /// Whether a grant or use of it sent at `now` will find it active and unexpired.
     fn usable(&self, now: Timestamp) -> bool {
-        self.status == Status::Active && !self.lapsed(now.plus_ms(MARGIN_MS))
+        self.status == LicenceStatus::Active && !self.lapsed(now.plus_ms(MARGIN_MS))
     }
 
     fn lapsed(&self, now: Timestamp) -> bool {
@@ -508,7 +501,7 @@ impl Workload {
             ty: ty.id,
             holder: n,
             data_key: draft.data_key,
-            status: Status::Active,
+            status: LicenceStatus::Active,
             valid_to,
         });
         tx
@@ -568,7 +561,7 @@ impl Workload {
         let k = self.rng.gen_range(0..n);
         let li = if k < self.revoked.len() { self.revoked[k] } else { self.closing[k - self.revoked.len()] };
         let l = &self.licences[li];
-        (l.status == Status::Revoked || l.lapsed(now)).then_some(li)
+        (l.status == LicenceStatus::Revoked || l.lapsed(now)).then_some(li)
     }
 
     /// A department uses a grant it counts on, mostly one just made ([`RECENT_SHARE`]); now and
@@ -597,7 +590,7 @@ impl Workload {
                 self.grants.swap_remove(gi);
                 continue;
             }
-            if l.status == Status::Revoked || l.lapsed(now.plus_ms(MARGIN_MS)) {
+            if l.status == LicenceStatus::Revoked || l.lapsed(now.plus_ms(MARGIN_MS)) {
                 let g = self.grants.swap_remove(gi);
                 self.remember_ended(End::Licence, g);
                 continue;
@@ -662,16 +655,16 @@ impl Workload {
     fn status(&mut self, now: Timestamp) -> Option<SignedTx> {
         let li = match self.suspended.len() {
             n if n > 0 && self.rng.gen_bool(0.8) => self.suspended.swap_remove(self.rng.gen_range(0..n)),
-            _ => self.pick_licence(|l, _| l.status != Status::Revoked)?,
+            _ => self.pick_licence(|l, _| l.status != LicenceStatus::Revoked)?,
         };
         let l = &mut self.licences[li];
         let change = StatusChange { licence: l.id, reason: 1 };
-        let payload = if l.status == Status::Suspended {
-            l.status = Status::Active;
+        let payload = if l.status == LicenceStatus::Suspended {
+            l.status = LicenceStatus::Active;
             self.suspended.retain(|&s| s != li);
             Payload::Reinstate(change)
         } else {
-            l.status = Status::Suspended;
+            l.status = LicenceStatus::Suspended;
             self.suspended.push(li);
             Payload::Suspend(change)
         };
@@ -693,7 +686,7 @@ impl Workload {
             let max_ms = u64::from(t.max_validity_days) * Timestamp::DAY_MS;
             t.renewable
                 && max_ms > RENEW_SLACK_MS
-                && l.status == Status::Active
+                && l.status == LicenceStatus::Active
                 && l.valid_to.0 != 0
                 && l.valid_to < Self::renewed_to(now, max_ms)
         };
@@ -725,8 +718,8 @@ impl Workload {
     /// An issuer revokes a licence for good; the generator grants and uses it no more (but for
     /// the deliberate share of refusals).
     fn revoke(&mut self, now: Timestamp) -> Option<SignedTx> {
-        let li = self.pick_licence(|l, _| l.status != Status::Revoked)?;
-        self.licences[li].status = Status::Revoked;
+        let li = self.pick_licence(|l, _| l.status != LicenceStatus::Revoked)?;
+        self.licences[li].status = LicenceStatus::Revoked;
         self.suspended.retain(|&s| s != li);
         self.closing.retain(|&c| c != li);
         self.revoked.push(li);
