@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
             assert!(verify_one(items[i]));
         })
     });
-    for size in [16usize, 64, 256] {
+    for size in [16usize, 64, 256, 1024] {
         g.throughput(Throughput::Elements(size as u64));
         g.bench_with_input(BenchmarkId::new("batch", format!("size={size}")), &size, |b, &size| {
             let mut at = 0;

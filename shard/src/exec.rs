@@ -1,7 +1,7 @@
 //! Block execution: the pure, deterministic state machine of a chain.
 //!
 //! ```text
-//!  prev header, block time, [CheckedTx] ──► for each tx: window → replay → contract rules
+//!  prev header, block time, [CheckedTx] ──► for each tx: window → replay → contract rules → index
 //!        state view (read only)                     │
 //!                                                   ▼
 //!                     Executed { block (header, outcomes), writes }  ──► store commits both
@@ -24,8 +24,8 @@ use elchain_types::reason::{Outcome, RejectCode};
 use elchain_types::tx::{is_param_name, limits, Govern, Payload, SignedTx, ADMIN_K_PARAM};
 
 use crate::state::{
-    encode_chains, encode_params, encode_serials, Attestation, GovKey, GrantRecord, Key, LicenceRecord, LicenceStatus,
-    Overlay, StateReads, StateView, TraceRecord, Writes,
+    encode_chains, encode_params, encode_serials, Attestation, GovKey, GrantRecord, Key, LicenceHead, LicenceRecord,
+    LicenceStatus, Overlay, StateReads, StateView, TraceRecord, TxEntry, Writes,
 };
 use crate::verifier::CheckedTx;
 
@@ -111,16 +111,14 @@ impl<'c> Executor<'c> {
         txs: Vec<CheckedTx>,
     ) -> Executed {
         let now = time.max(prev.time);
+        let height = prev.height + 1;
         let mut state = Overlay::new(view);
-        for (t, id) in state.replay_expired(now) {
-            state.put(Key::Replay(id), None);
-            state.put(Key::ReplayExpiry(t, id), None);
-        }
         let mut raws = Vec::with_capacity(txs.len());
         let mut ids = Vec::with_capacity(txs.len());
         let mut outcomes = Vec::with_capacity(txs.len());
         let mut pending = Vec::new();
-        for checked in txs {
+        for (index, checked) in txs.into_iter().enumerate() {
+            let id = checked.id();
             let outcome = match &checked {
                 CheckedTx::Rejected { code, .. } => Outcome::Invalid(*code),
                 CheckedTx::Verified(v) => {
@@ -134,18 +132,20 @@ impl<'c> Executor<'c> {
                     r.into()
                 }
             };
-            ids.push(checked.id());
+            // The index keeps the transaction that took effect, or else the first mention.
+            if outcome.is_valid() || state.get(&Key::Tx(id)).is_none() {
+                let entry = TxEntry { height, index: index as u32, outcome: outcome.as_u16() };
+                state.put(Key::Tx(id), Some(entry.to_bytes().to_vec()));
+            }
+            ids.push(id);
             outcomes.push(outcome);
-            raws.push(match checked {
-                CheckedTx::Verified(v) => v.raw().to_vec(),
-                CheckedTx::Rejected { raw, .. } => raw,
-            });
+            raws.push(checked.into_raw());
         }
         let writes = state.into_writes();
         let mut block = Block {
             header: BlockHeader {
                 chain: self.chain,
-                height: prev.height + 1,
+                height,
                 prev: prev.hash(),
                 time: now,
                 tx_count: raws.len() as u32,
@@ -181,14 +181,10 @@ impl<'c> Executor<'c> {
         if body.valid_until.0 > now.0.saturating_add(limits::MAX_TX_WINDOW_MS) {
             return Err(RejectCode::WindowTooLong);
         }
-        let id = tx.id();
-        if state.get(&Key::Replay(id)).is_some() {
+        if state.tx_entry(&tx.id()).is_some_and(|e| e.took_effect()) {
             return Err(RejectCode::Replay);
         }
-        self.apply_payload(state, now, tx, out)?;
-        out.push((Key::Replay(id), Some(body.valid_until.to_bytes())));
-        out.push((Key::ReplayExpiry(body.valid_until, id), Some(Vec::new())));
-        Ok(())
+        self.apply_payload(state, now, tx, out)
     }
 
     fn apply_payload<V: StateView + ?Sized>(
@@ -239,7 +235,7 @@ impl<'c> Executor<'c> {
             Payload::Renew(p) => {
                 let (mut rec, ty) = self.licence(state, &p.licence)?;
                 self.authorise_issuer(tx, ty, true)?;
-                live_for_change(&rec)?;
+                live_for_change(&rec.head())?;
                 if !ty.renewable {
                     return Err(RejectCode::NotRenewable);
                 }
@@ -254,7 +250,7 @@ impl<'c> Executor<'c> {
             Payload::Amend(p) => {
                 let (mut rec, ty) = self.licence(state, &p.licence)?;
                 self.authorise_issuer(tx, ty, true)?;
-                live_for_change(&rec)?;
+                live_for_change(&rec.head())?;
                 check_fields(ty, &p.fields, false)?;
                 for f in &p.fields {
                     match rec.fields.binary_search_by_key(&f.index, |g| g.index) {
@@ -280,7 +276,7 @@ impl<'c> Executor<'c> {
                 Ok(())
             }
             Payload::Grant(p) => {
-                let (rec, ty) = self.licence(state, &p.licence)?;
+                let (rec, ty) = self.licence_head(state, &p.licence)?;
                 if !signed_by_holder(tx, &rec) {
                     return Err(RejectCode::NotHolder);
                 }
@@ -311,7 +307,9 @@ impl<'c> Executor<'c> {
                     created_at: now,
                     envelope: p.envelope.clone(),
                 };
-                out.push((Key::Grant(GrantId::from(tx.id())), Some(g.to_bytes())));
+                let id = GrantId::from(tx.id());
+                out.push((Key::HolderGrant(rec.holder, id), Some(Vec::new())));
+                out.push((Key::Grant(id), Some(g.to_bytes())));
                 Ok(())
             }
             Payload::RevokeGrant(p) => {
@@ -344,10 +342,10 @@ impl<'c> Executor<'c> {
                 if p.fields == 0 || p.fields & !g.fields != 0 {
                     return Err(RejectCode::FieldNotGranted);
                 }
-                let (rec, _) = self.licence(state, &g.licence)?;
+                let (rec, _) = self.licence_head(state, &g.licence)?;
                 usable(&rec, now)?;
-                g.uses += 1;
-                let seq = state.trace_count(&g.holder);
+                let seq = g.uses;
+                g.uses = g.uses.checked_add(1).ok_or(RejectCode::GrantExhausted)?;
                 let trace = TraceRecord {
                     grant: p.grant,
                     licence: g.licence,
@@ -357,8 +355,7 @@ impl<'c> Executor<'c> {
                     time: now,
                     tx: tx.id(),
                 };
-                out.push((Key::Trace(g.holder, seq), Some(trace.to_bytes())));
-                out.push((Key::TraceCount(g.holder), Some((seq + 1).to_bytes())));
+                out.push((Key::Trace(p.grant, seq), Some(trace.to_bytes())));
                 out.push((Key::Grant(p.grant), Some(g.to_bytes())));
                 Ok(())
             }
@@ -381,6 +378,16 @@ impl<'c> Executor<'c> {
         id: &LicenceId,
     ) -> Result<(LicenceRecord, &'c LicenceType), RejectCode> {
         let rec = state.licence(id).ok_or(RejectCode::UnknownLicence)?;
+        let ty = self.consortium.licence_type(rec.licence_type).ok_or(RejectCode::UnknownLicenceType)?;
+        Ok((rec, ty))
+    }
+
+    fn licence_head<V: StateView + ?Sized>(
+        &self,
+        state: &V,
+        id: &LicenceId,
+    ) -> Result<(LicenceHead, &'c LicenceType), RejectCode> {
+        let rec = state.licence_head(id).ok_or(RejectCode::UnknownLicence)?;
         let ty = self.consortium.licence_type(rec.licence_type).ok_or(RejectCode::UnknownLicenceType)?;
         Ok((rec, ty))
     }
@@ -532,12 +539,12 @@ fn admin_quorum(c: &Consortium, tx: &SignedTx) -> Result<(), RejectCode> {
     Ok(())
 }
 
-fn signed_by_holder(tx: &SignedTx, rec: &LicenceRecord) -> bool {
+fn signed_by_holder(tx: &SignedTx, rec: &LicenceHead) -> bool {
     tx.signatures().iter().any(|s| s.key.holder_id() == rec.holder)
 }
 
 /// A licence that may still be changed by its issuer.
-fn live_for_change(rec: &LicenceRecord) -> Result<(), RejectCode> {
+fn live_for_change(rec: &LicenceHead) -> Result<(), RejectCode> {
     match rec.status {
         LicenceStatus::Active => Ok(()),
         LicenceStatus::Suspended => Err(RejectCode::LicenceSuspended),
@@ -546,7 +553,7 @@ fn live_for_change(rec: &LicenceRecord) -> Result<(), RejectCode> {
 }
 
 /// A licence whose fields may be granted or read now.
-fn usable(rec: &LicenceRecord, now: Timestamp) -> Result<(), RejectCode> {
+fn usable(rec: &LicenceHead, now: Timestamp) -> Result<(), RejectCode> {
     live_for_change(rec)?;
     if rec.expired_at(now) {
         return Err(RejectCode::LicenceExpired);

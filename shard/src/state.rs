@@ -5,7 +5,6 @@
 //! all agree on what the state is.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use elchain_types::codec::{CodecError, Decode, Encode, Reader, Writer};
 use elchain_types::contract::Consortium;
@@ -20,18 +19,19 @@ use elchain_types::tx::{get_fields, put_fields};
 pub enum Table {
     /// Licence id → [`LicenceRecord`].
     Licences,
-    /// Grant id → [`GrantRecord`].
+    /// Grant id → [`GrantRecord`], and (grant id, use number) → [`TraceRecord`]: each use of a
+    /// grant sits right after the grant in key order, so recording a use changes the grant and
+    /// adds its trace in the same B-tree page, as a rule.
     Grants,
-    /// (holder, sequence) → [`TraceRecord`]: every use of a holder's licences, in order.
-    Traces,
-    /// Holder → number of traces (next sequence).
-    TraceCounts,
     /// (holder, licence) → empty: the holder's licences on this chain.
     HolderLicences,
-    /// Tx id → `valid_until`: ids seen and still inside their window.
-    Replay,
-    /// (`valid_until`, tx id) → empty: the same ids by expiry, for pruning.
-    ReplayExpiry,
+    /// (holder, grant) → empty: the grants made on the holder's licences, which lead to their
+    /// traces.
+    HolderGrants,
+    /// Tx id → [`TxEntry`]: where every transaction is recorded and whether it took effect. It
+    /// answers receipts and refuses replays: an id that took effect is never taken again (inside
+    /// its window as `replay`, after it as `expired`), so nothing has to be pruned.
+    TxIndex,
     /// Document digest → [`Attestation`].
     Attestations,
     /// [`GovKey`] → the meta chain's governance state (consortium, shard map, chain directory,
@@ -41,14 +41,12 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 7] = [
         Table::Licences,
         Table::Grants,
-        Table::Traces,
-        Table::TraceCounts,
         Table::HolderLicences,
-        Table::Replay,
-        Table::ReplayExpiry,
+        Table::HolderGrants,
+        Table::TxIndex,
         Table::Attestations,
         Table::Governance,
     ];
@@ -58,11 +56,9 @@ impl Table {
         match self {
             Table::Licences => "licences",
             Table::Grants => "grants",
-            Table::Traces => "traces",
-            Table::TraceCounts => "trace_counts",
             Table::HolderLicences => "holder_licences",
-            Table::Replay => "replay",
-            Table::ReplayExpiry => "replay_expiry",
+            Table::HolderGrants => "holder_grants",
+            Table::TxIndex => "tx_index",
             Table::Attestations => "attestations",
             Table::Governance => "governance",
         }
@@ -76,16 +72,14 @@ pub enum Key {
     Licence(LicenceId),
     /// A grant.
     Grant(GrantId),
-    /// The `n`-th trace of a holder.
-    Trace(HolderId, u64),
-    /// A holder's trace count.
-    TraceCount(HolderId),
+    /// The `n`-th use (from 0) of a grant.
+    Trace(GrantId, u32),
     /// A holder owns a licence.
     HolderLicence(HolderId, LicenceId),
-    /// A seen transaction id.
-    Replay(TxId),
-    /// A seen transaction id by expiry.
-    ReplayExpiry(Timestamp, TxId),
+    /// A grant was made on a licence of the holder.
+    HolderGrant(HolderId, GrantId),
+    /// Where a transaction is recorded.
+    Tx(TxId),
     /// An attested digest.
     Attestation(Hash32),
     /// One entry of the meta chain's governance state.
@@ -129,56 +123,65 @@ impl Key {
         match self {
             Key::Licence(_) => Table::Licences,
             Key::Grant(_) => Table::Grants,
-            Key::Trace(..) => Table::Traces,
-            Key::TraceCount(_) => Table::TraceCounts,
+            Key::Trace(..) => Table::Grants,
             Key::HolderLicence(..) => Table::HolderLicences,
-            Key::Replay(_) => Table::Replay,
-            Key::ReplayExpiry(..) => Table::ReplayExpiry,
+            Key::HolderGrant(..) => Table::HolderGrants,
+            Key::Tx(_) => Table::TxIndex,
             Key::Attestation(_) => Table::Attestations,
             Key::Governance(_) => Table::Governance,
         }
     }
 
+    /// The longest key encoding, in bytes.
+    pub const MAX_LEN: usize = 64;
+
     /// The key's bytes within its table; big-endian numbers so byte order is numeric order.
     pub fn bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64);
-        match self {
-            Key::Licence(id) => b.extend_from_slice(&id.0),
-            Key::Grant(id) => b.extend_from_slice(&id.0),
-            Key::Trace(h, n) => {
-                b.extend_from_slice(&h.0);
-                b.extend_from_slice(&n.to_be_bytes());
-            }
-            Key::TraceCount(h) => b.extend_from_slice(&h.0),
-            Key::HolderLicence(h, l) => {
-                b.extend_from_slice(&h.0);
-                b.extend_from_slice(&l.0);
-            }
-            Key::Replay(id) => b.extend_from_slice(&id.0),
-            Key::ReplayExpiry(t, id) => {
-                b.extend_from_slice(&t.0.to_be_bytes());
-                b.extend_from_slice(&id.0);
-            }
-            Key::Attestation(d) => b.extend_from_slice(&d.0),
-            Key::Governance(g) => b.push(g.tag()),
+        let mut b = [0u8; Self::MAX_LEN];
+        let n = self.write_to(&mut b);
+        b[..n].to_vec()
+    }
+
+    /// Append [`Key::bytes`] to `out`.
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        let mut b = [0u8; Self::MAX_LEN];
+        let n = self.write_to(&mut b);
+        out.extend_from_slice(&b[..n]);
+    }
+
+    /// Write [`Key::bytes`] into `out` without allocating; returns the length.
+    pub fn write_to(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
+        fn two(out: &mut [u8; Key::MAX_LEN], a: &[u8], b: &[u8]) -> usize {
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..a.len() + b.len()].copy_from_slice(b);
+            a.len() + b.len()
         }
-        b
+        match self {
+            Key::Licence(id) => two(out, &id.0, &[]),
+            Key::Grant(id) => two(out, &id.0, &[]),
+            Key::Trace(g, n) => two(out, &g.0, &n.to_be_bytes()),
+            Key::HolderLicence(h, l) => two(out, &h.0, &l.0),
+            Key::HolderGrant(h, g) => two(out, &h.0, &g.0),
+            Key::Tx(id) => two(out, &id.0, &[]),
+            Key::Attestation(d) => two(out, &d.0, &[]),
+            Key::Governance(g) => two(out, &[g.tag()], &[]),
+        }
     }
 
     /// Rebuild a key from its table and bytes.
     pub fn from_parts(table: Table, bytes: &[u8]) -> Option<Key> {
         let a32 = |s: &[u8]| -> Option<[u8; 32]> { s.try_into().ok() };
-        let u64be = |s: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(s.try_into().ok()?)) };
         Some(match (table, bytes.len()) {
             (Table::Licences, 32) => Key::Licence(LicenceId(a32(bytes)?)),
             (Table::Grants, 32) => Key::Grant(GrantId(a32(bytes)?)),
-            (Table::Traces, 40) => Key::Trace(HolderId(a32(&bytes[..32])?), u64be(&bytes[32..])?),
-            (Table::TraceCounts, 32) => Key::TraceCount(HolderId(a32(bytes)?)),
+            (Table::Grants, 36) => {
+                Key::Trace(GrantId(a32(&bytes[..32])?), u32::from_be_bytes(bytes[32..].try_into().ok()?))
+            }
             (Table::HolderLicences, 64) => {
                 Key::HolderLicence(HolderId(a32(&bytes[..32])?), LicenceId(a32(&bytes[32..])?))
             }
-            (Table::Replay, 32) => Key::Replay(TxId(a32(bytes)?)),
-            (Table::ReplayExpiry, 40) => Key::ReplayExpiry(Timestamp(u64be(&bytes[..8])?), TxId(a32(&bytes[8..])?)),
+            (Table::HolderGrants, 64) => Key::HolderGrant(HolderId(a32(&bytes[..32])?), GrantId(a32(&bytes[32..])?)),
+            (Table::TxIndex, 32) => Key::Tx(TxId(a32(bytes)?)),
             (Table::Attestations, 32) => Key::Attestation(Hash32(a32(bytes)?)),
             (Table::Governance, 1) => Key::Governance(GovKey::from_tag(bytes[0])?),
             _ => return None,
@@ -191,8 +194,72 @@ pub trait StateView {
     /// The value under `key`.
     fn get(&self, key: &Key) -> Option<Vec<u8>>;
 
-    /// Seen transaction ids whose window ended before `now`, oldest first.
-    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)>;
+    /// Every entry from `first` to `last` (inclusive), in key order. Both keys are of one kind
+    /// (the same [`Key`] variant); only entries of that kind are returned.
+    fn range(&self, first: &Key, last: &Key) -> Vec<(Key, Vec<u8>)>;
+}
+
+/// Overlay `writes` (later ones win) between `first` and `last` onto `base`, an ordered list of
+/// entries of that range.
+pub fn merge_range<'w>(
+    base: Vec<(Key, Vec<u8>)>,
+    writes: impl IntoIterator<Item = &'w Writes>,
+    first: &Key,
+    last: &Key,
+) -> Vec<(Key, Vec<u8>)> {
+    let mut merged: BTreeMap<Key, Vec<u8>> = base.into_iter().collect();
+    for w in writes {
+        for (k, v) in w.range(first..=last) {
+            match v {
+                Some(v) => merged.insert(*k, v.clone()),
+                None => merged.remove(k),
+            };
+        }
+    }
+    merged.into_iter().collect()
+}
+
+/// Where a transaction is recorded: the value of [`Key::Tx`].
+///
+/// Only the transaction that took effect is indexed, or, while none has, the first mention of
+/// its id: a rejected replay must not hide the original.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxEntry {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    /// 0 when it took effect, else its reject code.
+    pub outcome: u16,
+}
+
+impl TxEntry {
+    /// Encoded size: height (8 bytes BE) ‖ index (4 bytes BE) ‖ outcome (2 bytes BE).
+    pub const LEN: usize = 14;
+
+    /// True when the transaction took effect.
+    pub fn took_effect(&self) -> bool {
+        self.outcome == 0
+    }
+
+    /// The stored bytes.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut v = [0u8; Self::LEN];
+        v[..8].copy_from_slice(&self.height.to_be_bytes());
+        v[8..12].copy_from_slice(&self.index.to_be_bytes());
+        v[12..].copy_from_slice(&self.outcome.to_be_bytes());
+        v
+    }
+
+    /// Read stored bytes back.
+    pub fn from_bytes(v: &[u8]) -> Option<TxEntry> {
+        let v: &[u8; Self::LEN] = v.try_into().ok()?;
+        Some(TxEntry {
+            height: u64::from_be_bytes(v[..8].try_into().ok()?),
+            index: u32::from_be_bytes(v[8..12].try_into().ok()?),
+            outcome: u16::from_be_bytes(v[12..].try_into().ok()?),
+        })
+    }
 }
 
 /// Pending state changes: `None` deletes.
@@ -219,6 +286,11 @@ impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
     pub fn into_writes(self) -> Writes {
         self.writes
     }
+
+    /// Record every change of `writes` (later ones replace earlier ones).
+    pub fn extend(&mut self, writes: Writes) {
+        self.writes.extend(writes);
+    }
 }
 
 impl<V: StateView + ?Sized> StateView for Overlay<'_, V> {
@@ -229,24 +301,8 @@ impl<V: StateView + ?Sized> StateView for Overlay<'_, V> {
         }
     }
 
-    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
-        // Only used at the start of a block, before any write; merging keeps it correct anyway.
-        let mut out: Vec<(Timestamp, TxId)> = self
-            .base
-            .replay_expired(now)
-            .into_iter()
-            .filter(|(t, id)| !matches!(self.writes.get(&Key::ReplayExpiry(*t, *id)), Some(None)))
-            .collect();
-        for (k, v) in self.writes.range(Key::ReplayExpiry(Timestamp(0), TxId::default())..) {
-            match (k, v) {
-                (Key::ReplayExpiry(t, id), Some(_)) if *t < now => out.push((*t, *id)),
-                (Key::ReplayExpiry(..), _) => {}
-                _ => break,
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
+    fn range(&self, first: &Key, last: &Key) -> Vec<(Key, Vec<u8>)> {
+        merge_range(self.base.range(first, last), [&self.writes], first, last)
     }
 }
 
@@ -288,16 +344,8 @@ impl StateView for MemState {
         self.map.get(key).cloned()
     }
 
-    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
-        let from = Key::ReplayExpiry(Timestamp(0), TxId::default());
-        let to = Key::ReplayExpiry(now, TxId::default());
-        self.map
-            .range((Bound::Included(from), Bound::Excluded(to)))
-            .filter_map(|(k, _)| match k {
-                Key::ReplayExpiry(t, id) => Some((*t, *id)),
-                _ => None,
-            })
-            .collect()
+    fn range(&self, first: &Key, last: &Key) -> Vec<(Key, Vec<u8>)> {
+        self.map.range(first..=last).map(|(k, v)| (*k, v.clone())).collect()
     }
 }
 
@@ -352,7 +400,62 @@ pub struct LicenceRecord {
     pub holder_envelope: Vec<u8>,
 }
 
+/// The fixed-size start of a [`LicenceRecord`]: who holds it, its status and validity, without
+/// its sealed fields. What granting and using a licence need to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LicenceHead {
+    /// Licence type.
+    pub licence_type: LicenceTypeId,
+    /// The holder.
+    pub holder: HolderId,
+    /// Current status.
+    pub status: LicenceStatus,
+    /// End of validity (0: no end).
+    pub valid_to: Timestamp,
+}
+
+impl LicenceHead {
+    /// True when the licence's validity ended before `now`.
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.valid_to.0 != 0 && now > self.valid_to
+    }
+
+    /// Decode the head of an encoded [`LicenceRecord`] (its fields are not read).
+    pub fn from_record_bytes(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(bytes);
+        let licence_type = r.get()?;
+        r.u32("contract version")?;
+        let holder = r.get()?;
+        let _issuer: MemberId = r.get()?;
+        let status = LicenceStatus::from_u8(r.u8("status")?)?;
+        let _valid_from: Timestamp = r.get()?;
+        let valid_to = r.get()?;
+        Ok(LicenceHead { licence_type, holder, status, valid_to })
+    }
+}
+
+impl LicenceStatus {
+    fn from_u8(tag: u8) -> Result<Self, CodecError> {
+        match tag {
+            0 => Ok(LicenceStatus::Active),
+            1 => Ok(LicenceStatus::Suspended),
+            2 => Ok(LicenceStatus::Revoked),
+            tag => Err(CodecError::UnknownTag { what: "status", tag }),
+        }
+    }
+}
+
 impl LicenceRecord {
+    /// The record's head.
+    pub fn head(&self) -> LicenceHead {
+        LicenceHead {
+            licence_type: self.licence_type,
+            holder: self.holder,
+            status: self.status,
+            valid_to: self.valid_to,
+        }
+    }
+
     /// True when `now` is past the end of validity.
     pub fn expired_at(&self, now: Timestamp) -> bool {
         self.valid_to.0 != 0 && now > self.valid_to
@@ -443,12 +546,7 @@ impl Decode for LicenceRecord {
         let contract_version = r.u32("contract version")?;
         let holder = r.get()?;
         let issuer = r.get()?;
-        let status = match r.u8("status")? {
-            0 => LicenceStatus::Active,
-            1 => LicenceStatus::Suspended,
-            2 => LicenceStatus::Revoked,
-            tag => return Err(CodecError::UnknownTag { what: "status", tag }),
-        };
+        let status = LicenceStatus::from_u8(r.u8("status")?)?;
         let (valid_from, valid_to, issued_at, updated_at, last_tx) = (r.get()?, r.get()?, r.get()?, r.get()?, r.get()?);
         let fields = get_fields(r)?;
         let holder_envelope = r.bytes("holder envelope", MAX_ENVELOPE)?.to_vec();
@@ -618,24 +716,47 @@ pub trait StateReads: StateView {
         self.get(&Key::Licence(*id)).map(|b| LicenceRecord::from_bytes(&b).expect("stored licence decodes"))
     }
 
+    /// The head of a licence (no fields decoded).
+    fn licence_head(&self, id: &LicenceId) -> Option<LicenceHead> {
+        self.get(&Key::Licence(*id)).map(|b| LicenceHead::from_record_bytes(&b).expect("stored licence decodes"))
+    }
+
     /// A grant.
     fn grant(&self, id: &GrantId) -> Option<GrantRecord> {
         self.get(&Key::Grant(*id)).map(|b| GrantRecord::from_bytes(&b).expect("stored grant decodes"))
     }
 
-    /// A holder's trace count.
-    fn trace_count(&self, holder: &HolderId) -> u64 {
-        self.get(&Key::TraceCount(*holder)).map_or(0, |b| u64::from_bytes(&b).expect("stored count decodes"))
+    /// Where a transaction is recorded, if anywhere.
+    fn tx_entry(&self, id: &TxId) -> Option<TxEntry> {
+        self.get(&Key::Tx(*id)).map(|b| TxEntry::from_bytes(&b).expect("stored tx entry decodes"))
     }
 
-    /// A holder's `n`-th trace.
-    fn trace(&self, holder: &HolderId, n: u64) -> Option<TraceRecord> {
-        self.get(&Key::Trace(*holder, n)).map(|b| TraceRecord::from_bytes(&b).expect("stored trace decodes"))
+    /// The grants made on a holder's licences.
+    fn holder_grants(&self, holder: &HolderId) -> Vec<GrantId> {
+        let (first, last) =
+            (Key::HolderGrant(*holder, GrantId([0; 32])), Key::HolderGrant(*holder, GrantId([0xff; 32])));
+        self.range(&first, &last)
+            .into_iter()
+            .filter_map(|(k, _)| match k {
+                Key::HolderGrant(_, g) => Some(g),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Every trace of a holder, oldest first.
+    /// Every use of a grant, in order.
+    fn grant_traces(&self, grant: &GrantId) -> Vec<TraceRecord> {
+        self.range(&Key::Trace(*grant, 0), &Key::Trace(*grant, u32::MAX))
+            .into_iter()
+            .map(|(_, b)| TraceRecord::from_bytes(&b).expect("stored trace decodes"))
+            .collect()
+    }
+
+    /// Every trace of a holder, oldest first (by block time, then transaction id).
     fn traces(&self, holder: &HolderId) -> Vec<TraceRecord> {
-        (0..self.trace_count(holder)).filter_map(|n| self.trace(holder, n)).collect()
+        let mut out: Vec<TraceRecord> = self.holder_grants(holder).iter().flat_map(|g| self.grant_traces(g)).collect();
+        out.sort_by_key(|t| (t.time, t.tx));
+        out
     }
 
     /// The consortium as governance last set it on the meta chain; `None` while it is still the
@@ -684,18 +805,17 @@ mod tests {
     #[test]
     fn key_bytes_are_fixed_and_round_trip() {
         let h = HolderId([0xaa; 32]);
-        let k = Key::Trace(h, 0x0102);
+        let k = Key::Trace(GrantId([0xaa; 32]), 0x0102);
         let mut expected = vec![0xaa; 32];
-        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        expected.extend_from_slice(&[0, 0, 1, 2]);
         assert_eq!(k.bytes(), expected);
         let samples = [
             Key::Licence(LicenceId([1; 32])),
             Key::Grant(GrantId([2; 32])),
             k,
-            Key::TraceCount(h),
             Key::HolderLicence(h, LicenceId([3; 32])),
-            Key::Replay(TxId([4; 32])),
-            Key::ReplayExpiry(Timestamp(77), TxId([5; 32])),
+            Key::HolderGrant(h, GrantId([5; 32])),
+            Key::Tx(TxId([4; 32])),
             Key::Attestation(Hash32([6; 32])),
         ];
         let samples = samples.into_iter().chain(GovKey::ALL.map(Key::Governance));
@@ -733,7 +853,7 @@ mod tests {
     #[test]
     fn overlay_reads_its_own_writes_and_deletes() {
         let mut base = MemState::default();
-        let k = Key::Replay(TxId([1; 32]));
+        let k = Key::Tx(TxId([1; 32]));
         base.apply(&Writes::from([(k, Some(vec![1]))]));
         let mut o = Overlay::new(&base);
         assert_eq!(o.get(&k), Some(vec![1]));
@@ -742,12 +862,11 @@ mod tests {
     }
 
     #[test]
-    fn replay_expiry_lists_only_older_entries() {
-        let mut s = MemState::default();
-        for t in [5u64, 10, 15] {
-            s.apply(&Writes::from([(Key::ReplayExpiry(Timestamp(t), TxId([t as u8; 32])), Some(vec![]))]));
-        }
-        let got: Vec<u64> = s.replay_expired(Timestamp(11)).iter().map(|(t, _)| t.0).collect();
-        assert_eq!(got, vec![5, 10]);
+    fn tx_entries_round_trip() {
+        let e = TxEntry { height: 0x0102, index: 3, outcome: 8 };
+        assert_eq!(e.to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3, 0, 8]);
+        assert_eq!(TxEntry::from_bytes(&e.to_bytes()), Some(e));
+        assert!(!e.took_effect());
+        assert_eq!(TxEntry::from_bytes(&[0; 13]), None);
     }
 }

@@ -687,6 +687,7 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
         chains: 1,
         meta: args.via_router,
         apply_delay_ms: args.inject_apply_delay_ms,
+        metrics: true,
         ..Settings::default()
     };
     // Chain 1 (and the meta chain with --via-router) on nodes 1..=R, chain c on its own R nodes.
@@ -815,7 +816,7 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
             batch: args.batch,
             block_size: args.block_size,
             block_wait_ms: args.block_wait_ms,
-            durability: "raft log fsync per append; block commit fsync",
+            durability: "raft log fsync per append; chain store written and fsynced once a second (state_sync_ms)",
             mode: if interval.is_some() { "open loop" } else { "closed loop" },
         })
     });

@@ -93,6 +93,10 @@ pub struct RaftConfig {
     pub max_payload_entries: u64,
     /// Time allowed to send a snapshot segment, and to send and install the last one.
     pub install_snapshot_timeout_ms: u64,
+    /// Make the chain store durable (fsync) at most this often. Blocks in between are committed
+    /// without an fsync: the Raft log is durable before a block is applied, so after a crash the
+    /// replica applies the log again from the store's last durable commit. 0: every block.
+    pub state_sync_ms: u64,
 }
 
 impl Default for RaftConfig {
@@ -106,6 +110,7 @@ impl Default for RaftConfig {
             purge_batch: 64,
             max_payload_entries: 4,
             install_snapshot_timeout_ms: 20_000,
+            state_sync_ms: 1000,
         }
     }
 }

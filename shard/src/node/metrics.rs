@@ -51,6 +51,28 @@ pub fn render(node: u64, replicas: &HashMap<u32, Arc<Replica>>) -> String {
     metric("elchain_log_fsync_seconds_total", "Time spent writing and fsyncing Raft log appends.", "counter", &|r| {
         r.metrics.log.append_micros.load(Ordering::Relaxed) as f64 / 1e6
     });
+    let apply = |r: &Replica| r.metrics.apply.clone();
+    metric("elchain_apply_batches_total", "Apply calls, each one chain-store write transaction.", "counter", &|r| {
+        apply(r).batches.load(Ordering::Relaxed) as f64
+    });
+    metric("elchain_apply_blocks_total", "Blocks applied.", "counter", &|r| {
+        apply(r).blocks.load(Ordering::Relaxed) as f64
+    });
+    metric("elchain_apply_txs_total", "Transactions applied.", "counter", &|r| {
+        apply(r).txs.load(Ordering::Relaxed) as f64
+    });
+    metric("elchain_apply_verify_seconds_total", "Time spent verifying signatures at apply.", "counter", &|r| {
+        apply(r).verify_micros.load(Ordering::Relaxed) as f64 / 1e6
+    });
+    metric("elchain_apply_execute_seconds_total", "Time spent executing blocks.", "counter", &|r| {
+        apply(r).execute_micros.load(Ordering::Relaxed) as f64 / 1e6
+    });
+    metric("elchain_apply_commit_seconds_total", "Time spent committing blocks to the chain store.", "counter", &|r| {
+        apply(r).commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+    });
+    metric("elchain_store_syncs_total", "Durable (fsynced) commits of the chain store.", "counter", &|r| {
+        apply(r).store_syncs.load(Ordering::Relaxed) as f64
+    });
     out
 }
 

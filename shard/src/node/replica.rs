@@ -36,11 +36,14 @@ use super::rpc::{encode, Answer, ChainStatus, Governance, Query, RaftRpc, Receip
 use crate::clock::Clock;
 use crate::net::{PeerIdentity, Wire};
 use crate::raft::log_store::LogStore;
-use crate::raft::state_machine::{current, SharedStore, StateMachine};
+use crate::raft::state_machine::{current, ApplyMetrics, SharedStore, StateMachine, StoreSync};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
 use crate::state::{Key, StateReads, StateView};
-use crate::store::Store;
+use crate::store::{Commit, Store};
 use crate::verifier::{CheckedTx, VerdictCache, Verifier, DEFAULT_BATCH};
+
+/// Header hashes of applied blocks kept in memory for checkpoint gathering.
+const RECENT_HEADERS: usize = 1024;
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -55,6 +58,8 @@ pub struct ReplicaMetrics {
     pub verify_queue: AtomicU64,
     /// Durable appends to the Raft log and the time they took.
     pub log: Arc<crate::raft::log_store::LogMetrics>,
+    /// What applying blocks costs.
+    pub apply: Arc<ApplyMetrics>,
 }
 
 /// Why a batch was not committed.
@@ -90,6 +95,11 @@ pub struct Replica {
     pending: Mutex<BTreeMap<u64, Vec<CheckpointSig>>>,
     /// The header hash each pending signature signed, by (height, node).
     pending_hashes: Mutex<BTreeMap<(u64, NodeId), Hash32>>,
+    /// Header hashes of the blocks applied lately, by height: what checkpoints are checked
+    /// against, without reading blocks back from the store.
+    applied: Mutex<BTreeMap<u64, Hash32>>,
+    /// Keeps the chain store durable within `[raft] state_sync_ms`.
+    sync: Arc<StoreSync>,
     /// Exported counters.
     pub metrics: Arc<ReplicaMetrics>,
 }
@@ -128,11 +138,15 @@ impl Replica {
         let log_metrics = log.metrics();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let verdicts = Arc::new(VerdictCache::default());
+        let r = &node.raft;
+        let sync = Arc::new(StoreSync::new(Duration::from_millis(r.state_sync_ms)));
+        let apply_metrics = Arc::new(ApplyMetrics::default());
         let sm = StateMachine::new(shared.clone(), consortium, verifier.clone())
+            .with_sync(sync.clone())
+            .with_metrics(apply_metrics.clone())
             .with_applied_hook(applied_tx)
             .with_verdict_cache(verdicts.clone())
             .with_apply_delay(Duration::from_millis(node.testing.apply_delay_ms));
-        let r = &node.raft;
         let config = openraft::Config {
             cluster_name: format!("elchain-chain-{}", chain.id),
             heartbeat_interval: r.heartbeat_ms,
@@ -156,7 +170,7 @@ impl Replica {
             }
         }
         let (tx, rx) = mpsc::channel(1024);
-        let metrics = Arc::new(ReplicaMetrics { log: log_metrics, ..ReplicaMetrics::default() });
+        let metrics = Arc::new(ReplicaMetrics { log: log_metrics, apply: apply_metrics, ..ReplicaMetrics::default() });
         let replica = Arc::new(Replica {
             chain: id,
             node_id: node.node_id,
@@ -171,6 +185,8 @@ impl Replica {
             clock,
             pending: Mutex::new(BTreeMap::new()),
             pending_hashes: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(BTreeMap::new()),
+            sync,
             metrics: metrics.clone(),
         });
         // The planted bug of `[testing] ack_before_commit` needs the chain's tip to guess heights.
@@ -180,6 +196,7 @@ impl Replica {
         }
         tokio::spawn(batcher(raft, rx, node.batch.clone(), metrics, clock, early));
         tokio::spawn(checkpointer(Arc::downgrade(&replica), applied_rx));
+        tokio::spawn(store_syncer(Arc::downgrade(&replica), Duration::from_millis(r.state_sync_ms.max(100))));
         let (every, settle) = (Duration::from_millis(r.heartbeat_ms.max(20)), Duration::from_millis(r.election_max_ms));
         tokio::spawn(election_gate(Arc::downgrade(&replica), every, settle));
         Ok(replica)
@@ -361,8 +378,7 @@ impl Replica {
     fn adopt_checkpoint(&self, bytes: &[u8]) {
         let Ok(cp) = Checkpoint::from_bytes(bytes) else { return };
         let store = self.store();
-        let Ok(Some(block)) = store.block(cp.height) else { return };
-        if cp.chain != self.chain || cp.header_hash != block.header.hash() {
+        if cp.chain != self.chain || self.header_hash(&store, cp.height) != Some(cp.header_hash) {
             return;
         }
         let mut nodes: Vec<u64> = cp.signatures.iter().filter(|s| cp.signature_valid(s)).map(|s| s.node).collect();
@@ -373,7 +389,7 @@ impl Replica {
         }
         let already = store.checkpoint(cp.height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            if let Err(e) = store.put_checkpoint(&cp) {
+            if let Err(e) = store.put_checkpoint(&cp, Commit::Deferred) {
                 warn!(chain = %self.chain, height = cp.height, error = %e, "cannot store checkpoint");
             }
         }
@@ -393,10 +409,17 @@ impl Replica {
         self.try_finalize(height);
     }
 
+    /// The hash of this replica's header at `height`, if it has applied that block.
+    fn header_hash(&self, store: &Store, height: u64) -> Option<Hash32> {
+        if let Some(h) = self.applied.lock().expect("applied lock").get(&height) {
+            return Some(*h);
+        }
+        store.header(height).ok().flatten().map(|h| h.hash())
+    }
+
     fn try_finalize(&self, height: u64) {
         let store = self.store();
-        let Ok(Some(block)) = store.block(height) else { return };
-        let local = block.header.hash();
+        let Some(local) = self.header_hash(&store, height) else { return };
         let quorum = self.voters().len() / 2 + 1;
         let mut cp = Checkpoint { chain: self.chain, height, header_hash: local, signatures: Vec::new() };
         {
@@ -414,7 +437,8 @@ impl Replica {
         cp.signatures.sort_by_key(|s| s.node);
         let already = store.checkpoint(height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            if let Err(e) = store.put_checkpoint(&cp) {
+            // Durable with the chain store's next sync, like the blocks themselves.
+            if let Err(e) = store.put_checkpoint(&cp, Commit::Deferred) {
                 warn!(chain = %self.chain, height, error = %e, "cannot store checkpoint");
                 return;
             }
@@ -433,6 +457,13 @@ impl Replica {
 
     /// Sign a block this replica applied, keep the signature and send it to the other voters.
     fn sign_applied(self: &Arc<Self>, height: u64, hash: Hash32) {
+        {
+            let mut applied = self.applied.lock().expect("applied lock");
+            applied.insert(height, hash);
+            while applied.len() > RECENT_HEADERS {
+                applied.pop_first();
+            }
+        }
         let Some(signer) = &self.signer else { return };
         let msg = Checkpoint::message(self.chain, height, &hash);
         let sig = CheckpointSig { node: self.node_id, key: signer.public(), sig: signer.sign(&msg) };
@@ -534,10 +565,21 @@ impl Replica {
         }
     }
 
-    /// Stop Raft.
+    /// Stop Raft, and make every applied block durable.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!(chain = %self.chain, error = %e, "raft did not shut down cleanly");
+        }
+        if let Err(e) = self.sync.flush(&self.store()) {
+            warn!(chain = %self.chain, error = %e, "cannot make the chain store durable");
+        }
+    }
+
+    /// Flush the chain store when applied blocks have waited longer than `[raft] state_sync_ms`
+    /// for an fsync (when blocks come, the apply path flushes; this covers a chain gone quiet).
+    fn flush_due(&self) {
+        if let Err(e) = self.sync.flush_due(&self.store()) {
+            warn!(chain = %self.chain, error = %e, "cannot make the chain store durable");
         }
     }
 }
@@ -612,6 +654,19 @@ async fn election_gate(replica: std::sync::Weak<Replica>, every: Duration, settl
                 warn!(chain, reachable, voters = voters.len(), "cannot reach a majority: not starting elections");
             }
             allowed = can_win;
+        }
+    }
+}
+
+/// Flush the chain store of a quiet chain, for as long as the replica lives.
+async fn store_syncer(replica: std::sync::Weak<Replica>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(r) = replica.upgrade() else { return };
+        if r.endpoint.is_simulated() {
+            r.flush_due();
+        } else if tokio::task::spawn_blocking(move || r.flush_due()).await.is_err() {
+            return;
         }
     }
 }

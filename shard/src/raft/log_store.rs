@@ -80,10 +80,10 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+    fn put_meta<T: Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), StorageError> {
         let bytes = bincode::serialize(value).map_err(write_err)?;
         let mut w = self.db.begin_write().map_err(write_err)?;
-        w.set_durability(Durability::Immediate);
+        w.set_durability(durability);
         w.open_table(RAFT_META).map_err(write_err)?.insert(key, &bytes[..]).map_err(write_err)?;
         w.commit().map_err(write_err)
     }
@@ -140,7 +140,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote)
+        // Raft's safety rests on the vote: durable before anyone hears of it.
+        self.put_meta(VOTE, vote, Durability::Immediate)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -148,7 +149,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed)
+        // openraft calls this at every commit. It only saves re-applying after a restart (the
+        // leader tells the commit index again), so it rides on the next durable append.
+        self.put_meta(COMMITTED, &committed, Durability::None)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {

@@ -3,10 +3,19 @@
 //! Every replica re-verifies every signature of a block before executing it, so a faulty leader
 //! cannot slip a forged transaction in: the forged entry stays in the block marked
 //! `bad_signature` on every replica. The block, its state changes and the applied log position
-//! are written in one redb transaction, so a restart resumes exactly after the last applied entry.
+//! are written in one redb transaction, so a restart resumes exactly after the last applied entry
+//! that reached the disk.
+//!
+//! Applied blocks are staged in the chain store (every read sees them) and written to its file
+//! together every `[raft] state_sync_ms`, durably (see [`crate::store`]): the Raft log holds every
+//! entry durably before it is applied. They are also written before a snapshot is built, since
+//! the log behind a snapshot may be purged. A crash rolls the store back to its last flush;
+//! openraft then applies the log again from the applied position stored with it, and execution,
+//! being deterministic, makes the same blocks again.
 
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -18,7 +27,8 @@ use elchain_types::ids::{Hash32, Timestamp};
 
 use super::{io_error, BlockApplied, Entry, NodeId, StorageError, TypeConfig};
 use crate::exec::{Executor, LogPosition};
-use crate::store::Store;
+use crate::state::Overlay;
+use crate::store::{Commit, Store};
 use crate::verifier::{VerdictCache, Verifier};
 
 /// Metadata key of the last applied log id (bincode `Option<LogId>`).
@@ -54,6 +64,124 @@ pub struct StateMachine {
     applied: Option<tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>>,
     verdicts: Arc<VerdictCache>,
     apply_delay: std::time::Duration,
+    sync: Arc<StoreSync>,
+    metrics: Arc<ApplyMetrics>,
+}
+
+/// What applying blocks has cost, exported as metrics.
+#[derive(Debug, Default)]
+pub struct ApplyMetrics {
+    /// Calls to apply (each one redb write transaction).
+    pub batches: AtomicU64,
+    /// Blocks applied.
+    pub blocks: AtomicU64,
+    /// Transactions applied.
+    pub txs: AtomicU64,
+    /// Microseconds spent decoding and verifying signatures at apply.
+    pub verify_micros: AtomicU64,
+    /// Microseconds spent executing blocks.
+    pub execute_micros: AtomicU64,
+    /// Microseconds spent committing blocks and state to the chain store.
+    pub commit_micros: AtomicU64,
+    /// Durable (fsynced) commits and flushes of the chain store.
+    pub store_syncs: AtomicU64,
+}
+
+/// Keeps a replica's applied blocks from waiting in memory for longer than a bound: the chain
+/// store is flushed (durably) on a thread of its own at the first apply after `every`, so that
+/// applying goes on meanwhile, and by [`StoreSync::flush_due`] when no block comes.
+#[derive(Debug)]
+pub struct StoreSync {
+    every: std::time::Duration,
+    state: Mutex<SyncState>,
+    /// Flushes so far.
+    syncs: AtomicU64,
+    /// A background flush is running.
+    running: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    /// When the store was last flushed.
+    last: std::time::Instant,
+    /// Blocks were staged since.
+    dirty: bool,
+}
+
+/// Staged blocks at most, whatever the time (they are held in memory): past this, applying
+/// waits for a flush.
+const MAX_STAGED_BLOCKS: usize = 128;
+
+impl StoreSync {
+    /// Flush at most `every` apart (zero: at every apply).
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::new(SyncState { last: std::time::Instant::now(), dirty: false }),
+            syncs: AtomicU64::new(0),
+            running: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// After staging: start a flush of `store` if the bound is reached (wait for one if too
+    /// much is staged).
+    fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<(), crate::store::StoreError> {
+        let due = {
+            let mut s = self.state.lock().expect("sync lock");
+            s.dirty = true;
+            self.every.is_zero() || s.last.elapsed() >= self.every
+        };
+        if self.every.is_zero() || store.staged_blocks() >= MAX_STAGED_BLOCKS {
+            return self.flush(store);
+        }
+        if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let (sync, to_flush) = (self.clone(), store.clone());
+            let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
+                if let Err(e) = sync.flush(&to_flush) {
+                    tracing::warn!(chain = %to_flush.chain(), error = %e, "cannot write applied blocks to the chain store");
+                }
+                sync.running.store(false, std::sync::atomic::Ordering::Release);
+            });
+            if started.is_err() {
+                self.running.store(false, std::sync::atomic::Ordering::Release);
+                return self.flush(store);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush `store` if blocks have waited for longer than the bound; true when it flushed.
+    pub fn flush_due(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
+        {
+            let s = self.state.lock().expect("sync lock");
+            if !s.dirty || s.last.elapsed() < self.every {
+                return Ok(false);
+            }
+        }
+        self.flush(store)?;
+        Ok(true)
+    }
+
+    /// Flush `store` now, durably.
+    pub fn flush(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        {
+            let mut s = self.state.lock().expect("sync lock");
+            s.dirty = false;
+            s.last = std::time::Instant::now();
+        }
+        if let Err(e) = store.flush(Commit::Durable) {
+            // Still staged: the next flush writes them.
+            self.state.lock().expect("sync lock").dirty = true;
+            return Err(e);
+        }
+        self.syncs.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Flushes so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Relaxed)
+    }
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -86,7 +214,21 @@ impl StateMachine {
             applied: None,
             verdicts: Arc::default(),
             apply_delay: std::time::Duration::ZERO,
+            sync: Arc::new(StoreSync::new(std::time::Duration::ZERO)),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Count what applying costs in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<ApplyMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Commit blocks as `sync` says, instead of durably one by one (the default).
+    pub fn with_sync(mut self, sync: Arc<StoreSync>) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// Sleep `delay` per applied entry (testing: a deliberate slowdown).
@@ -120,53 +262,90 @@ impl StateMachine {
         Ok((applied, membership))
     }
 
-    fn apply_one(&self, entry: Entry) -> Result<BlockApplied, StorageError> {
-        let log_id = *entry.get_log_id();
+    /// Apply the entries openraft hands over together, in order, as one redb write transaction:
+    /// each block executes against the state the blocks before it left (the store and their
+    /// writes in memory), then blocks, state and the last applied position are committed at once.
+    /// Under load several blocks commit together, which spreads the commit's fixed cost and the
+    /// copying of B-tree pages over all of them (group commit).
+    fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<BlockApplied>, StorageError> {
+        let read = |e: crate::store::StoreError| sm_err(ErrorVerb::Read, e);
         let store = current(&self.store);
-        let applied = bincode::serialize(&Some(log_id)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let write = |e| sm_err(ErrorVerb::Write, e);
-        match entry.payload {
-            EntryPayload::Blank => {
-                store.put_meta(&[(META_APPLIED, &applied)]).map_err(write)?;
-                Ok(BlockApplied::default())
-            }
-            EntryPayload::Membership(m) => {
-                let stored = StoredMembership::new(Some(log_id), m);
-                let membership = bincode::serialize(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                store.put_meta(&[(META_APPLIED, &applied), (META_MEMBERSHIP, &membership)]).map_err(write)?;
-                Ok(BlockApplied::default())
-            }
-            EntryPayload::Normal(proposal) => {
-                let checked = self.verifier.check_cached(proposal.txs, &self.verdicts);
-                let tip = store.tip().map_err(|e| sm_err(ErrorVerb::Read, e))?;
-                let view = store.view().map_err(|e| sm_err(ErrorVerb::Read, e))?;
-                let pos = LogPosition { term: log_id.leader_id.term, index: log_id.index };
-                let executed = Executor::new(&self.consortium, store.chain()).execute(
-                    &view,
-                    &tip,
-                    Timestamp(proposal.time),
-                    pos,
-                    checked,
-                );
-                drop(view);
-                store.commit_with(&executed, &[(META_APPLIED, &applied)]).map_err(write)?;
-                let b = &executed.block;
-                if let Some(hook) = &self.applied {
-                    let _ = hook.send((b.header.height, b.header.hash()));
+        let executor = Executor::new(&self.consortium, store.chain());
+        let mut results = Vec::with_capacity(entries.len());
+        let mut blocks = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        let view = store.view().map_err(read)?;
+        let mut state = Overlay::new(&view);
+        let mut tip = store.tip().map_err(read)?;
+        let (mut verify, mut execute, mut txs) = (std::time::Duration::ZERO, std::time::Duration::ZERO, 0u64);
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            last = Some(log_id);
+            match entry.payload {
+                EntryPayload::Blank => results.push(BlockApplied::default()),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(log_id), m));
+                    results.push(BlockApplied::default());
                 }
-                Ok(BlockApplied {
-                    height: b.header.height,
-                    hash: b.header.hash().0,
-                    results: b.ids.iter().zip(&b.outcomes).map(|(id, o)| (id.0, o.as_u16())).collect(),
-                })
+                EntryPayload::Normal(proposal) => {
+                    let started = std::time::Instant::now();
+                    txs += proposal.txs.len() as u64;
+                    let checked = self.verifier.check_cached(proposal.txs, &self.verdicts);
+                    let verified = std::time::Instant::now();
+                    let pos = LogPosition { term: log_id.leader_id.term, index: log_id.index };
+                    let executed = executor.execute(&state, &tip, Timestamp(proposal.time), pos, checked);
+                    state.extend(executed.writes);
+                    verify += verified - started;
+                    execute += verified.elapsed();
+                    let b = executed.block;
+                    tip = b.header;
+                    results.push(BlockApplied {
+                        height: b.header.height,
+                        hash: b.header.hash().0,
+                        results: b.ids.iter().zip(&b.outcomes).map(|(id, o)| (id.0, o.as_u16())).collect(),
+                    });
+                    blocks.push(b);
+                }
             }
         }
+        let writes = state.into_writes();
+        drop(view);
+        let applied = bincode::serialize(&last).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let membership =
+            membership.map(|m| bincode::serialize(&m)).transpose().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let mut meta: Vec<(&str, &[u8])> = vec![(META_APPLIED, &applied)];
+        if let Some(m) = &membership {
+            meta.push((META_MEMBERSHIP, m));
+        }
+        let hashes: Vec<(u64, Hash32)> = blocks.iter().map(|b| (b.header.height, b.header.hash())).collect();
+        let started = std::time::Instant::now();
+        let write = |e| sm_err(ErrorVerb::Write, e);
+        store.stage(blocks, writes, &meta).map_err(write)?;
+        self.sync.staged(&store).map_err(write)?;
+        let m = &self.metrics;
+        m.batches.fetch_add(1, Relaxed);
+        m.blocks.fetch_add(hashes.len() as u64, Relaxed);
+        m.txs.fetch_add(txs, Relaxed);
+        m.verify_micros.fetch_add(verify.as_micros() as u64, Relaxed);
+        m.execute_micros.fetch_add(execute.as_micros() as u64, Relaxed);
+        m.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        m.store_syncs.store(self.sync.syncs(), Relaxed);
+        if let Some(hook) = &self.applied {
+            for h in hashes {
+                let _ = hook.send(h);
+            }
+        }
+        Ok(results)
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // openraft may purge the log up to the snapshot once it is built: the state it replaces
+        // must be on disk first.
         let store = current(&self.store);
+        self.sync.flush(&store).map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let (data, meta) = store
             .export_with_meta(&[META_APPLIED, META_MEMBERSHIP])
             .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
@@ -196,7 +375,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let applied: Result<Vec<BlockApplied>, StorageError> = entries.into_iter().map(|e| self.apply_one(e)).collect();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let applied = self.apply_batch(entries);
         if !self.apply_delay.is_zero() {
             if let Ok(a) = &applied {
                 tokio::time::sleep(self.apply_delay * a.len() as u32).await;

@@ -2,17 +2,18 @@
 //!
 //! For every height: the block decodes; its header extends the previous header's hash; every
 //! transaction's id is recomputed from its bytes; the Merkle root is recomputed over ids and
-//! outcomes; and every indexed transaction points back at a block position holding that id. The
-//! tip in the metadata must be the last block's header.
+//! outcomes; every transaction has a tx index entry, which points at this position with this
+//! outcome or at the one that took effect (or was mentioned first); and every index entry points
+//! at a block position holding that id. The tip in the metadata must be the last block's header.
 
 use elchain_types::block::{entry_id, Block, BlockHeader, Checkpoint};
 use elchain_types::codec::Decode;
-use elchain_types::ids::TxId;
 use elchain_types::tx::SignedTx;
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::schema::{parse_tx_location, BLOCKS, CHECKPOINTS, TX_INDEX};
+use super::schema::{BLOCKS, CHECKPOINTS, TX_INDEX};
 use super::{Store, StoreError};
+use crate::state::TxEntry;
 
 /// What an audit found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +33,8 @@ pub struct AuditReport {
 /// One problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// The block at fault (for index problems, the block the entry points to).
+    /// The block at fault (for tx index problems, the block holding the transaction the entry
+    /// misplaces, or the tip when an entry names a position that does not hold its id).
     pub height: u64,
     /// What is wrong.
     pub problem: String,
@@ -52,6 +54,10 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
     let mut prev: BlockHeader = store.genesis()?;
     let r = store.db().begin_read()?;
     let blocks = r.open_table(BLOCKS)?;
+    let index = r.open_table(TX_INDEX)?;
+    // Header hashes by height, for the checkpoints; index entries found at their own position.
+    let mut hashes = vec![prev.hash()];
+    let mut indexed_here = 0u64;
     let bad = |height: u64, problem: String| Some(Finding { height, problem });
     for (expected_height, entry) in (1u64..).zip(blocks.iter()?) {
         let (k, v) = entry?;
@@ -71,8 +77,29 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
             report.first_bad = bad(height, problem);
             return Ok(report);
         }
+        for (i, (id, outcome)) in block.ids.iter().zip(&block.outcomes).enumerate() {
+            let entry = index.get(&id.0[..])?.map(|v| TxEntry::from_bytes(v.value()));
+            let problem = match entry {
+                None => Some(format!("transaction {i} ({id}) has no tx index entry")),
+                Some(None) => Some(format!("the tx index entry of {id} is malformed")),
+                Some(Some(e)) if (e.height, e.index) == (height, i as u32) => {
+                    indexed_here += 1;
+                    (e.outcome != outcome.as_u16())
+                        .then(|| format!("the tx index records outcome {} for {id}, the block {outcome:?}", e.outcome))
+                }
+                Some(Some(_)) if outcome.is_valid() => {
+                    Some(format!("transaction {i} ({id}) took effect, the tx index points elsewhere"))
+                }
+                Some(Some(_)) => None,
+            };
+            if let Some(problem) = problem {
+                report.first_bad = bad(height, problem);
+                return Ok(report);
+            }
+        }
         report.blocks += 1;
         report.txs += block.txs.len() as u64;
+        hashes.push(block.header.hash());
         prev = block.header;
         progress(height);
     }
@@ -91,14 +118,13 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
                 return Ok(report);
             }
         };
-        let header = blocks.get(height)?.and_then(|b| Block::from_bytes(b.value()).ok()).map(|b| b.header);
-        let Some(header) = header else {
+        let Some(hash) = usize::try_from(height).ok().filter(|h| *h > 0).and_then(|h| hashes.get(h)) else {
             report.first_bad = bad(height, "checkpoint for a block that is not stored".into());
             return Ok(report);
         };
-        if cp.header_hash != header.hash() || cp.height != height {
+        if cp.header_hash != *hash || cp.height != height {
             report.first_bad =
-                bad(height, format!("checkpoint signs {}, the block hashes to {}", cp.header_hash, header.hash()));
+                bad(height, format!("checkpoint signs {}, the block hashes to {}", cp.header_hash, hash));
             return Ok(report);
         }
         if let Some(s) = cp.signatures.iter().find(|s| !cp.signature_valid(s)) {
@@ -107,26 +133,17 @@ pub fn audit(store: &Store, mut progress: impl FnMut(u64)) -> Result<AuditReport
         }
         report.checkpoints += 1;
     }
-    let index = r.open_table(TX_INDEX)?;
-    for entry in index.iter()? {
-        let (k, v) = entry?;
-        report.index_entries += 1;
-        let Ok(id) = <[u8; 32]>::try_from(k.value()) else {
-            report.first_bad = bad(0, format!("tx index key of {} bytes", k.value().len()));
-            return Ok(report);
-        };
-        let Some((height, i)) = parse_tx_location(v.value()) else {
-            report.first_bad = bad(0, format!("tx index entry of {} is malformed", TxId(id)));
-            return Ok(report);
-        };
-        let holds = blocks
-            .get(height)?
-            .and_then(|b| Block::from_bytes(b.value()).ok())
-            .is_some_and(|b| b.ids.get(i as usize) == Some(&TxId(id)));
-        if !holds {
-            report.first_bad = bad(height, format!("tx index says {} is at position {i}, it is not", TxId(id)));
-            return Ok(report);
-        }
+    // Every entry was found at the position it names: none points at a position without its id.
+    report.index_entries = index.len()?;
+    if indexed_here != report.index_entries {
+        report.first_bad = bad(
+            tip.height,
+            format!(
+                "the tx index holds {} entries, {indexed_here} of them point at a block position holding their id",
+                report.index_entries
+            ),
+        );
+        return Ok(report);
     }
     Ok(report)
 }

@@ -1,13 +1,22 @@
 //! A chain's blocks and state in one redb file.
 //!
-//! One write transaction per block holds the block, its tx-index entries, its state changes and
-//! the new tip, so a crash leaves either the whole block or none of it. Commits are durable
-//! (fsync) before [`Store::commit`] returns.
+//! One write transaction holds blocks, their state changes (the tx index among them) and the new
+//! tip, so a crash leaves either all of them or none. [`Store::commit`] writes one block durably
+//! (fsync) before it returns.
+//!
+//! A replica instead *stages* the blocks it applies ([`Store::stage`]): they are visible to every
+//! read at once (blocks, state, tx index, tip) and are written to the file in one transaction by
+//! the next [`Store::flush`], every `[raft] state_sync_ms`. Its Raft log is durable before a block
+//! is applied, so a crash only rolls the store back to its last flush, and the replica applies the
+//! log again from there. Writing a second of blocks at once instead of block by block matters:
+//! the B-trees copy every page they change on each commit, and random keys (transaction ids,
+//! grants) change about one page each, so changes that share pages share their copies.
 
 pub mod audit;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use elchain_types::block::{Block, BlockHeader, Checkpoint, InclusionProof};
 use elchain_types::codec::{Decode, Encode};
@@ -16,7 +25,7 @@ use elchain_types::ids::{ChainId, HolderId, LicenceId, Timestamp, TxId};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 
 use crate::exec::{genesis_header, Executed};
-use crate::state::{Key, StateView, Table};
+use crate::state::{Key, StateView, Table, TxEntry};
 use schema::*;
 
 /// Failures of the store.
@@ -80,6 +89,25 @@ redb_from!(
     redb::CommitError
 );
 
+/// How a commit reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// Durable (fsync) before the call returns.
+    Durable,
+    /// Visible to readers at once, durable with the next durable commit or [`Store::flush`]; a
+    /// crash before then rolls the store back to the last durable commit.
+    Deferred,
+}
+
+impl Commit {
+    fn durability(self) -> Durability {
+        match self {
+            Commit::Durable => Durability::Immediate,
+            Commit::Deferred => Durability::None,
+        }
+    }
+}
+
 /// Metadata values read alongside an export, in the order asked for.
 pub type MetaValues = Vec<Option<Vec<u8>>>;
 
@@ -99,6 +127,29 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     chain: ChainId,
+    /// Blocks applied but not written to the file yet, oldest first.
+    staged: Mutex<Vec<Arc<Segment>>>,
+    /// Held while staged segments are written out: one flush at a time.
+    flushing: Mutex<()>,
+}
+
+/// Blocks staged together, the state changes they made and metadata written with them.
+#[derive(Debug, Default)]
+struct Segment {
+    blocks: Vec<Block>,
+    writes: crate::state::Writes,
+    meta: Vec<(String, Vec<u8>)>,
+}
+
+impl Segment {
+    fn block(&self, height: u64) -> Option<&Block> {
+        let first = self.blocks.first()?.header.height;
+        self.blocks.get(usize::try_from(height.checked_sub(first)?).ok()?)
+    }
+
+    fn meta(&self, key: &str) -> Option<&[u8]> {
+        self.meta.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -129,14 +180,22 @@ impl Store {
             meta.insert(META_GENESIS, &genesis.to_bytes()[..])?;
             meta.insert(META_TIP, &genesis.to_bytes()[..])?;
             w.open_table(BLOCKS)?;
-            w.open_table(TX_INDEX)?;
             w.open_table(CHECKPOINTS)?;
             for t in Table::ALL {
                 w.open_table(state_table(t))?;
             }
         }
         w.commit()?;
-        Ok(Self { db, path: path.to_path_buf(), chain })
+        Ok(Self::with_db(db, path, chain))
+    }
+
+    fn with_db(db: Database, path: &Path, chain: ChainId) -> Self {
+        Self { db, path: path.to_path_buf(), chain, staged: Mutex::default(), flushing: Mutex::default() }
+    }
+
+    /// The staged segments, oldest first.
+    fn segments(&self) -> Vec<Arc<Segment>> {
+        self.staged.lock().expect("staged lock").clone()
     }
 
     /// Open an existing store, checking that it is one and of this schema version.
@@ -163,7 +222,7 @@ impl Store {
         let chain = ChainId(get_u32(META_CHAIN)?);
         drop(meta);
         drop(r);
-        Ok(Self { db, path: path.to_path_buf(), chain })
+        Ok(Self::with_db(db, path, chain))
     }
 
     /// The file.
@@ -183,8 +242,13 @@ impl Store {
         T::from_bytes(v.value()).map_err(|e| corrupt(key, e))
     }
 
-    /// The last committed header.
+    /// The last applied header (staged or written).
     pub fn tip(&self) -> Result<BlockHeader, StoreError> {
+        let staged = self.staged.lock().expect("staged lock");
+        if let Some(b) = staged.iter().rev().find_map(|s| s.blocks.last()) {
+            return Ok(b.header);
+        }
+        drop(staged);
         self.meta_value(META_TIP)
     }
 
@@ -198,81 +262,130 @@ impl Store {
         self.meta_value(META_CONSORTIUM)
     }
 
-    /// A consistent read view of the state as of the last commit.
+    /// A consistent read view of the state as of the last applied block.
     pub fn view(&self) -> Result<StoreView, StoreError> {
+        // Segments first: one flushed after this point is still in the list taken here, and one
+        // flushed before it is in the file the read transaction below sees.
+        let segments = self.segments();
         let txn = self.db.begin_read()?;
         // Open every state table once: executing a block reads thousands of keys.
         let mut tables = Vec::with_capacity(Table::ALL.len());
         for t in Table::ALL {
             tables.push(txn.open_table(state_table(t))?);
         }
-        Ok(StoreView { tables })
+        Ok(StoreView { tables, segments })
     }
 
-    /// Commit an executed block: block, tx index, state changes and tip, in one durable write.
+    /// Commit an executed block: block, state changes and tip, in one durable write.
     pub fn commit(&self, executed: &Executed) -> Result<(), StoreError> {
-        self.commit_with(executed, &[])
+        self.commit_with(executed, &[], Commit::Durable)
     }
 
     /// [`Store::commit`], also writing `extra` metadata entries (such as the replication log
     /// position) in the same transaction, so they can never disagree with the blocks.
-    pub fn commit_with(&self, executed: &Executed, extra: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        let header = &executed.block.header;
-        let tip = self.tip()?;
-        if header.height != tip.height + 1 || header.prev != tip.hash() {
-            return Err(StoreError::NotNext { height: header.height, tip: tip.height });
+    pub fn commit_with(&self, executed: &Executed, extra: &[(&str, &[u8])], how: Commit) -> Result<(), StoreError> {
+        self.stage(vec![executed.block.clone()], executed.writes.clone(), extra)?;
+        self.flush(how)
+    }
+
+    /// Stage consecutive blocks following the tip, the state changes they made together and
+    /// `extra` metadata entries: every read sees them from now on, and the next
+    /// [`Store::flush`] writes them to the file in one transaction.
+    pub fn stage(
+        &self,
+        blocks: Vec<Block>,
+        writes: crate::state::Writes,
+        extra: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        let mut prev = self.tip()?;
+        for b in &blocks {
+            let header = &b.header;
+            if header.height != prev.height + 1 || header.prev != prev.hash() {
+                return Err(StoreError::NotNext { height: header.height, tip: prev.height });
+            }
+            prev = *header;
+        }
+        let meta = extra.iter().map(|(k, v)| (k.to_string(), v.to_vec()));
+        let mut staged = self.staged.lock().expect("staged lock");
+        // Fold into the last segment when nothing else holds it (no view, no flush in progress):
+        // every read looks through each segment, so fewer is faster.
+        if let Some(last) = staged.last_mut().and_then(Arc::get_mut) {
+            last.blocks.extend(blocks);
+            last.writes.extend(writes);
+            last.meta.extend(meta);
+        } else {
+            staged.push(Arc::new(Segment { blocks, writes, meta: meta.collect() }));
+        }
+        Ok(())
+    }
+
+    /// Blocks staged and not written to the file yet.
+    pub fn staged_blocks(&self) -> usize {
+        self.staged.lock().expect("staged lock").iter().map(|s| s.blocks.len()).sum()
+    }
+
+    /// Write every staged block, state change and metadata entry to the file in one write
+    /// transaction. With [`Commit::Durable`] it is fsynced before this returns, and so is
+    /// every earlier commit.
+    pub fn flush(&self, how: Commit) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().expect("flush lock");
+        let segments = self.segments();
+        if segments.is_empty() && how == Commit::Deferred {
+            return Ok(());
         }
         let mut w = self.db.begin_write()?;
-        w.set_durability(Durability::Immediate);
+        w.set_durability(how.durability());
         {
-            let mut blocks = w.open_table(BLOCKS)?;
-            blocks.insert(header.height, &executed.block.to_bytes()[..])?;
-            let mut index = w.open_table(TX_INDEX)?;
-            for (i, (id, outcome)) in executed.block.ids.iter().zip(&executed.block.outcomes).enumerate() {
-                // Only the transaction that took effect (or, failing that, the first mention)
-                // is indexed: a rejected replay must not hide the original.
-                if outcome.is_valid() || index.get(&id.0[..])?.is_none() {
-                    index.insert(&id.0[..], &tx_location(header.height, i as u32)[..])?;
-                }
+            let mut table = w.open_table(BLOCKS)?;
+            for b in segments.iter().flat_map(|s| &s.blocks) {
+                table.insert(b.header.height, &b.to_bytes()[..])?;
+            }
+            drop(table);
+            // Later segments' writes replace earlier ones; the merge keeps keys in order.
+            let mut writes: std::collections::BTreeMap<&Key, &Option<Vec<u8>>> = std::collections::BTreeMap::new();
+            for s in &segments {
+                writes.extend(s.writes.iter());
             }
             let mut tables: Vec<_> = Vec::with_capacity(Table::ALL.len());
             for t in Table::ALL {
                 tables.push(w.open_table(state_table(t))?);
             }
-            for (k, v) in &executed.writes {
+            let mut key = Vec::with_capacity(64);
+            for (k, v) in writes {
                 let t = &mut tables[k.table() as usize];
+                key.clear();
+                k.write_bytes(&mut key);
                 match v {
-                    Some(v) => t.insert(&k.bytes()[..], &v[..])?,
-                    None => t.remove(&k.bytes()[..])?,
+                    Some(v) => t.insert(&key[..], &v[..])?,
+                    None => t.remove(&key[..])?,
                 };
             }
             drop(tables);
             let mut meta = w.open_table(META)?;
-            meta.insert(META_TIP, &header.to_bytes()[..])?;
-            for (k, v) in extra {
-                meta.insert(*k, *v)?;
+            if let Some(last) = segments.iter().rev().find_map(|s| s.blocks.last()) {
+                meta.insert(META_TIP, &last.header.to_bytes()[..])?;
+            }
+            for (k, v) in segments.iter().flat_map(|s| &s.meta) {
+                meta.insert(k.as_str(), &v[..])?;
             }
         }
         w.commit()?;
+        // Only this flush removes segments, and staging only appends: the first ones are ours.
+        self.staged.lock().expect("staged lock").drain(..segments.len());
         Ok(())
     }
 
     /// Write metadata entries durably (keys outside the schema's own, e.g. replication state).
     pub fn put_meta(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        let mut w = self.db.begin_write()?;
-        w.set_durability(Durability::Immediate);
-        {
-            let mut meta = w.open_table(META)?;
-            for (k, v) in entries {
-                meta.insert(*k, *v)?;
-            }
-        }
-        w.commit()?;
-        Ok(())
+        self.stage(Vec::new(), Default::default(), entries)?;
+        self.flush(Commit::Durable)
     }
 
-    /// A metadata entry.
+    /// A metadata entry (staged or written).
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.segments().iter().rev().find_map(|s| s.meta(key)) {
+            return Ok(Some(v.to_vec()));
+        }
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
@@ -285,7 +398,9 @@ impl Store {
     }
 
     /// [`Store::export`], plus the values of `keys` in the metadata as of the same moment.
+    /// Staged blocks are written (durably) first.
     pub fn export_with_meta(&self, keys: &[&str]) -> Result<(Vec<u8>, MetaValues), StoreError> {
+        self.flush(Commit::Durable)?;
         let r = self.db.begin_read()?;
         let mut values = Vec::with_capacity(keys.len());
         {
@@ -306,10 +421,6 @@ impl Store {
         for e in r.open_table(CHECKPOINTS)?.iter()? {
             let (k, v) = e?;
             dump.checkpoints.push((k.value(), v.value().to_vec()));
-        }
-        for e in r.open_table(TX_INDEX)?.iter()? {
-            let (k, v) = e?;
-            dump.tx_index.push((k.value().to_vec(), v.value().to_vec()));
         }
         for t in Table::ALL {
             let mut rows = Vec::new();
@@ -345,10 +456,6 @@ impl Store {
                 for (k, v) in &dump.checkpoints {
                     checkpoints.insert(*k, &v[..])?;
                 }
-                let mut index = w.open_table(TX_INDEX)?;
-                for (k, v) in &dump.tx_index {
-                    index.insert(&k[..], &v[..])?;
-                }
                 for (t, rows) in Table::ALL.iter().zip(&dump.state) {
                     let mut table = w.open_table(state_table(*t))?;
                     for (k, v) in rows {
@@ -364,6 +471,9 @@ impl Store {
 
     /// The block at `height` (genesis has none).
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        if let Some(b) = self.segments().iter().find_map(|s| s.block(height).cloned()) {
+            return Ok(Some(b));
+        }
         let r = self.db.begin_read()?;
         let t = r.open_table(BLOCKS)?;
         let Some(v) = t.get(height)? else {
@@ -372,10 +482,25 @@ impl Store {
         Block::from_bytes(v.value()).map(Some).map_err(|e| corrupt(format!("block {height}"), e))
     }
 
+    /// The header of the block at `height` (genesis has no block), without decoding the block.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StoreError> {
+        if let Some(h) = self.segments().iter().find_map(|s| s.block(height).map(|b| b.header)) {
+            return Ok(Some(h));
+        }
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOCKS)?;
+        let Some(v) = t.get(height)? else {
+            return Ok(None);
+        };
+        // A stored block starts with its header.
+        let mut reader = elchain_types::codec::Reader::new(v.value());
+        reader.get().map(Some).map_err(|e| corrupt(format!("block {height}"), e))
+    }
+
     /// Store a checkpoint beside its block (replacing one with fewer signatures).
-    pub fn put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+    pub fn put_checkpoint(&self, cp: &Checkpoint, how: Commit) -> Result<(), StoreError> {
         let mut w = self.db.begin_write()?;
-        w.set_durability(Durability::Immediate);
+        w.set_durability(how.durability());
         w.open_table(CHECKPOINTS)?.insert(cp.height, &cp.to_bytes()[..])?;
         w.commit()?;
         Ok(())
@@ -406,14 +531,17 @@ impl Store {
         Ok(r.open_table(BLOCKS)?.len()?)
     }
 
-    /// Where a transaction is recorded.
+    /// Where a transaction is recorded: height and position.
     pub fn tx_location(&self, id: &TxId) -> Result<Option<(u64, u32)>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TX_INDEX)?;
-        let Some(v) = t.get(&id.0[..])? else {
+        Ok(self.tx_entry(id)?.map(|e| (e.height, e.index)))
+    }
+
+    /// The tx index entry of a transaction: where it is recorded and its outcome.
+    pub fn tx_entry(&self, id: &TxId) -> Result<Option<TxEntry>, StoreError> {
+        let Some(v) = self.view()?.get(&Key::Tx(*id)) else {
             return Ok(None);
         };
-        parse_tx_location(v.value()).map(Some).ok_or_else(|| corrupt(format!("tx index of {id}"), "bad length"))
+        TxEntry::from_bytes(&v).map(Some).ok_or_else(|| corrupt(format!("tx index of {id}"), "bad length"))
     }
 
     /// The receipt of a transaction: block header and inclusion proof.
@@ -430,20 +558,17 @@ impl Store {
 
     /// The licences a holder has on this chain.
     pub fn holder_licences(&self, holder: &HolderId) -> Result<Vec<LicenceId>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(state_table(Table::HolderLicences))?;
-        let mut lo = holder.0.to_vec();
-        lo.extend_from_slice(&[0u8; 32]);
-        let mut hi = holder.0.to_vec();
-        hi.extend_from_slice(&[0xffu8; 32]);
-        let mut out = Vec::new();
-        for entry in t.range(&lo[..]..=&hi[..])? {
-            let (k, _) = entry?;
-            if let Some(Key::HolderLicence(_, l)) = Key::from_parts(Table::HolderLicences, k.value()) {
-                out.push(l);
-            }
-        }
-        Ok(out)
+        let (first, last) =
+            (Key::HolderLicence(*holder, LicenceId([0; 32])), Key::HolderLicence(*holder, LicenceId([0xff; 32])));
+        Ok(self
+            .view()?
+            .range(&first, &last)
+            .into_iter()
+            .filter_map(|(k, _)| match k {
+                Key::HolderLicence(_, l) => Some(l),
+                _ => None,
+            })
+            .collect())
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -457,7 +582,6 @@ struct Dump {
     meta: Vec<(String, Vec<u8>)>,
     blocks: Vec<(u64, Vec<u8>)>,
     checkpoints: Vec<(u64, Vec<u8>)>,
-    tx_index: Vec<(Vec<u8>, Vec<u8>)>,
     state: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
@@ -484,7 +608,6 @@ impl Dump {
                 w.bytes(v);
             }
         };
-        pairs(&mut w, &self.tx_index);
         w.u32(self.state.len() as u32);
         for rows in &self.state {
             pairs(&mut w, rows);
@@ -515,7 +638,6 @@ impl Dump {
             }
             Some(rows)
         };
-        d.tx_index = pairs(&mut r)?;
         let tables = r.len("tables", Table::ALL.len()).ok()?;
         if tables != Table::ALL.len() {
             return None;
@@ -528,32 +650,39 @@ impl Dump {
     }
 }
 
-/// A read transaction over the state, usable by the executor.
+/// A read view of the state: staged changes over one read transaction of the file.
 pub struct StoreView {
     /// The state tables, in [`Table::ALL`] order, all of one read transaction.
     tables: Vec<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    /// Staged segments as of the view, oldest first.
+    segments: Vec<Arc<Segment>>,
 }
 
 impl StateView for StoreView {
-    fn get(&self, key: &Key) -> Option<Vec<u8>> {
-        // A failing read of committed state is an I/O fault the replica cannot reason past.
-        let t = &self.tables[key.table() as usize];
-        t.get(&key.bytes()[..]).expect("state read").map(|v| v.value().to_vec())
+    fn range(&self, first: &Key, last: &Key) -> Vec<(Key, Vec<u8>)> {
+        let table = first.table();
+        let t = &self.tables[table as usize];
+        let (lo, hi) = (first.bytes(), last.bytes());
+        let kind = std::mem::discriminant(first);
+        let mut base = Vec::new();
+        for e in t.range(&lo[..]..=&hi[..]).expect("state read") {
+            let (k, v) = e.expect("state read");
+            if let Some(key) = Key::from_parts(table, k.value()).filter(|k| std::mem::discriminant(k) == kind) {
+                base.push((key, v.value().to_vec()));
+            }
+        }
+        crate::state::merge_range(base, self.segments.iter().map(|s| &s.writes), first, last)
     }
 
-    fn replay_expired(&self, now: Timestamp) -> Vec<(Timestamp, TxId)> {
-        let t = &self.tables[Table::ReplayExpiry as usize];
-        let hi = now.0.to_be_bytes();
-        t.range(..&hi[..])
-            .expect("state read")
-            .map(|e| {
-                let (k, _) = e.expect("state read");
-                match Key::from_parts(Table::ReplayExpiry, k.value()) {
-                    Some(Key::ReplayExpiry(t, id)) => (t, id),
-                    _ => panic!("replay_expiry key of {} bytes", k.value().len()),
-                }
-            })
-            .collect()
+    fn get(&self, key: &Key) -> Option<Vec<u8>> {
+        if let Some(v) = self.segments.iter().rev().find_map(|s| s.writes.get(key)) {
+            return v.clone();
+        }
+        // A failing read of committed state is an I/O fault the replica cannot reason past.
+        let t = &self.tables[key.table() as usize];
+        let mut k = [0u8; Key::MAX_LEN];
+        let len = key.write_to(&mut k);
+        t.get(&k[..len]).expect("state read").map(|v| v.value().to_vec())
     }
 }
 

@@ -11,8 +11,11 @@ use redb::TableDefinition;
 use crate::state::Table;
 
 /// Version of this schema, stored under [`META_SCHEMA_VERSION`].
-/// Version 2 added the `governance` table and the consortium's `admin_k`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 2 added the `governance` table and the consortium's `admin_k`. Version 3 made the tx
+/// index a state table (with each transaction's outcome) that also refuses replays, replacing the
+/// `replay` and `replay_expiry` tables, and moved each grant's traces beside it in `grants` (the
+/// `traces` and `trace_counts` tables replaced by `holder_grants`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.
 pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
@@ -20,7 +23,8 @@ pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("me
 pub const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
 /// Height → encoded [`elchain_types::block::Checkpoint`]: replica signatures over that header.
 pub const CHECKPOINTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("checkpoints");
-/// Tx id → height (8 bytes BE) ‖ index in block (4 bytes BE).
+/// Tx id → [`TxEntry`](crate::state::TxEntry): height (8 bytes BE) ‖ index in block (4 bytes BE) ‖
+/// outcome (2 bytes BE). A state table ([`Table::TxIndex`]), written by the executor.
 pub const TX_INDEX: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("tx_index");
 
 /// `META` key: schema version, `u32` LE.
@@ -36,11 +40,8 @@ pub const META_GENESIS: &str = "genesis";
 
 const LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("licences");
 const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
-const TRACES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("traces");
-const TRACE_COUNTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("trace_counts");
 const HOLDER_LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_licences");
-const REPLAY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("replay");
-const REPLAY_EXPIRY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("replay_expiry");
+const HOLDER_GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_grants");
 const ATTESTATIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("attestations");
 const GOVERNANCE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("governance");
 
@@ -49,30 +50,12 @@ pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static
     match t {
         Table::Licences => LICENCES,
         Table::Grants => GRANTS,
-        Table::Traces => TRACES,
-        Table::TraceCounts => TRACE_COUNTS,
         Table::HolderLicences => HOLDER_LICENCES,
-        Table::Replay => REPLAY,
-        Table::ReplayExpiry => REPLAY_EXPIRY,
+        Table::HolderGrants => HOLDER_GRANTS,
+        Table::TxIndex => TX_INDEX,
         Table::Attestations => ATTESTATIONS,
         Table::Governance => GOVERNANCE,
     }
-}
-
-/// The tx-index value for position `index` of block `height`.
-pub fn tx_location(height: u64, index: u32) -> [u8; 12] {
-    let mut v = [0u8; 12];
-    v[..8].copy_from_slice(&height.to_be_bytes());
-    v[8..].copy_from_slice(&index.to_be_bytes());
-    v
-}
-
-/// Read a tx-index value back.
-pub fn parse_tx_location(v: &[u8]) -> Option<(u64, u32)> {
-    if v.len() != 12 {
-        return None;
-    }
-    Some((u64::from_be_bytes(v[..8].try_into().ok()?), u32::from_be_bytes(v[8..].try_into().ok()?)))
 }
 
 #[cfg(test)]
@@ -84,21 +67,11 @@ mod tests {
     #[test]
     fn table_names_and_encodings_are_fixed() {
         // Renaming a table or changing an encoding strands existing data: bump SCHEMA_VERSION.
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
-            [
-                "licences",
-                "grants",
-                "traces",
-                "trace_counts",
-                "holder_licences",
-                "replay",
-                "replay_expiry",
-                "attestations",
-                "governance"
-            ]
+            ["licences", "grants", "holder_licences", "holder_grants", "tx_index", "attestations", "governance"]
         );
         for t in Table::ALL {
             assert_eq!(state_table(t).name(), t.name());
@@ -107,7 +80,5 @@ mod tests {
             [META.name(), BLOCKS.name(), TX_INDEX.name(), CHECKPOINTS.name()],
             ["meta", "blocks", "tx_index", "checkpoints"]
         );
-        assert_eq!(tx_location(0x0102, 3), [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3]);
-        assert_eq!(parse_tx_location(&tx_location(9, 8)), Some((9, 8)));
     }
 }

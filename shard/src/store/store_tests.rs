@@ -124,11 +124,12 @@ fn audit_finds_a_tx_index_entry_that_points_elsewhere() {
     let id = l.store().block(1).unwrap().unwrap().ids[0];
     {
         let w = l.store().db().begin_write().unwrap();
-        w.open_table(schema::TX_INDEX).unwrap().insert(&id.0[..], &schema::tx_location(2, 0)[..]).unwrap();
+        let elsewhere = crate::state::TxEntry { height: 2, index: 0, outcome: 0 };
+        w.open_table(schema::TX_INDEX).unwrap().insert(&id.0[..], &elsewhere.to_bytes()[..]).unwrap();
         w.commit().unwrap();
     }
     let report = audit::audit(l.store(), |_| {}).unwrap();
-    assert_eq!(report.first_bad.map(|f| f.height), Some(2));
+    assert_eq!(report.first_bad.map(|f| f.height), Some(1), "the transaction at 1/0 took effect");
 }
 
 #[test]
@@ -251,4 +252,101 @@ fn meta_chain_governance_survives_reopening_snapshots_and_replay() {
     assert_eq!(read(&copy.view().unwrap()), stored);
     assert!(audit::audit(&copy, |_| {}).unwrap().is_clean());
     assert_eq!(audit::replay(&copy, |_| {}).unwrap(), None);
+}
+
+/// Execute `raws` as the next block over the store's current view, without committing.
+fn execute_next(l: &Ledger, raws: Vec<Vec<u8>>, time: Timestamp) -> crate::exec::Executed {
+    let tip = l.tip().unwrap();
+    let view = l.store().view().unwrap();
+    let checked = crate::Verifier::new(ChainId(1), 1, 64).check(raws);
+    crate::Executor::new(l.consortium(), ChainId(1)).execute(&view, &tip, time, LogPosition::default(), checked)
+}
+
+#[test]
+fn staged_blocks_are_read_like_written_ones_until_a_flush_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(13, 8);
+    let (mem_root, mem_state, _) = replay_blocks(&blocks);
+    let l = ledger(dir.path());
+    fill(&l, &blocks[..2]);
+    let written = l.tip().unwrap();
+    // Stage the other six, three segments of two, the second while a view holds the first.
+    let mut held = None;
+    for (i, pair) in blocks[2..].chunks(2).enumerate() {
+        let mut staged = Vec::new();
+        let mut writes = crate::state::Writes::new();
+        for (j, raws) in pair.iter().enumerate() {
+            let at = Timestamp(T0 + (2 + 2 * i + j) as u64 * 1000);
+            // Execute against staged state: stage each block before executing the next.
+            let ex = execute_next(&l, raws.clone(), at);
+            l.store().stage(vec![ex.block.clone()], ex.writes.clone(), &[("pos", &[i as u8])]).unwrap();
+            staged.push(ex.block);
+            writes.extend(ex.writes);
+        }
+        if i == 0 {
+            held = Some(l.store().view().unwrap());
+        }
+    }
+    assert_eq!(l.store().staged_blocks(), 6);
+    assert_eq!(l.tip().unwrap().state_root, mem_root, "the staged tip is the tip");
+    assert_eq!(l.store().get_meta("pos").unwrap(), Some(vec![2]));
+    let view = l.store().view().unwrap();
+    for (k, v) in mem_state.iter() {
+        assert_eq!(view.get(k).as_ref(), Some(v), "{k:?}");
+    }
+    let last = l.store().block(8).unwrap().expect("a staged block is readable");
+    assert_eq!(last.txs, blocks[7]);
+    assert_eq!(l.store().header(8).unwrap(), Some(last.header));
+    for id in &last.ids {
+        let r = l.store().receipt(id).unwrap().expect("staged transactions have receipts");
+        assert!(r.proof.verify(&r.header));
+    }
+    for n in 0..5 {
+        let h = elchain_types::crypto::Keypair::dev(&format!("person-{n}")).holder_id();
+        assert_eq!(view.traces(&h), mem_state.traces(&h));
+        assert_eq!(view.holder_grants(&h), mem_state.holder_grants(&h));
+    }
+    drop(view);
+    // A view taken earlier keeps its own state.
+    assert_eq!(held.as_ref().unwrap().get(&crate::state::Key::Tx(last.ids[0])), None);
+    drop(held);
+    // Nothing staged is in the file yet: a copy of it is the chain as of block 2.
+    let before = dir.path().join("before.redb");
+    std::fs::copy(l.store().path(), &before).unwrap();
+    assert_eq!(Store::open(&before).unwrap().tip().unwrap(), written);
+    l.store().flush(Commit::Durable).unwrap();
+    assert_eq!(l.store().staged_blocks(), 0);
+    let after = dir.path().join("after.redb");
+    std::fs::copy(l.store().path(), &after).unwrap();
+    let copy = Store::open(&after).unwrap();
+    assert_eq!(copy.tip().unwrap().state_root, mem_root);
+    assert_eq!(copy.get_meta("pos").unwrap(), Some(vec![2]));
+    let report = audit::audit(&copy, |_| {}).unwrap();
+    assert!(report.is_clean() && report.blocks == 8, "{report:?}");
+    assert_eq!(audit::replay(&copy, |_| {}).unwrap(), None);
+}
+
+#[test]
+fn staging_refuses_a_block_that_does_not_extend_the_staged_tip() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(14, 2);
+    let l = ledger(dir.path());
+    let ex = execute_next(&l, blocks[0].clone(), Timestamp(T0));
+    l.store().stage(vec![ex.block.clone()], ex.writes.clone(), &[]).unwrap();
+    assert!(matches!(l.store().stage(vec![ex.block], ex.writes, &[]), Err(StoreError::NotNext { height: 1, tip: 1 })));
+}
+
+#[test]
+fn exporting_writes_staged_blocks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(15, 3);
+    let l = ledger(dir.path());
+    for (i, raws) in blocks.iter().enumerate() {
+        let ex = execute_next(&l, raws.clone(), Timestamp(T0 + i as u64 * 1000));
+        l.store().stage(vec![ex.block], ex.writes, &[]).unwrap();
+    }
+    let copy = Store::import(&dir.path().join("copy.redb"), &l.store().export().unwrap()).unwrap();
+    assert_eq!(l.store().staged_blocks(), 0);
+    assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
+    assert_eq!(copy.tip().unwrap().height, 3);
 }
