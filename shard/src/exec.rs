@@ -24,8 +24,8 @@ use elchain_types::reason::{Outcome, RejectCode};
 use elchain_types::tx::{is_param_name, limits, Govern, Payload, SignedTx, ADMIN_K_PARAM};
 
 use crate::state::{
-    encode_chains, encode_params, encode_serials, Attestation, GovKey, GrantRecord, Key, LicenceHead, LicenceRecord,
-    LicenceStatus, Overlay, StateReads, StateView, TraceRecord, TxEntry, Writes,
+    encode_chains, encode_params, encode_serials, Attestation, GovKey, GrantRecord, GrantState, Key, LicenceHead,
+    LicenceRecord, LicenceStatus, Overlay, StateReads, StateView, TraceEntry, TxEntry, Writes,
 };
 use crate::verifier::CheckedTx;
 
@@ -59,10 +59,11 @@ pub fn next_state_root(prev: &Hash32, writes: &Writes) -> Hash32 {
     let mut h = blake3::Hasher::new_derive_key(domain::STATE);
     h.update(&prev.0);
     for (k, v) in writes {
-        let kb = k.bytes();
+        let mut kb = [0u8; Key::MAX_LEN];
+        let len = k.write_to(&mut kb);
         h.update(&[k.table() as u8]);
-        h.update(&(kb.len() as u32).to_le_bytes());
-        h.update(&kb);
+        h.update(&(len as u32).to_le_bytes());
+        h.update(&kb[..len]);
         match v {
             Some(v) => {
                 h.update(&[1]);
@@ -116,6 +117,7 @@ impl<'c> Executor<'c> {
         let mut raws = Vec::with_capacity(txs.len());
         let mut ids = Vec::with_capacity(txs.len());
         let mut outcomes = Vec::with_capacity(txs.len());
+        let mut entries = Vec::with_capacity(txs.len());
         let mut pending = Vec::new();
         for (index, checked) in txs.into_iter().enumerate() {
             let id = checked.id();
@@ -139,6 +141,7 @@ impl<'c> Executor<'c> {
             }
             ids.push(id);
             outcomes.push(outcome);
+            entries.push(checked.entry());
             raws.push(checked.into_raw());
         }
         let writes = state.into_writes();
@@ -158,7 +161,7 @@ impl<'c> Executor<'c> {
             ids,
             outcomes,
         };
-        block.header.tx_root = block.compute_tx_root();
+        block.header.tx_root = block.tx_root_from_entries(&entries);
         Executed { block, writes }
     }
 
@@ -313,19 +316,19 @@ impl<'c> Executor<'c> {
                 Ok(())
             }
             Payload::RevokeGrant(p) => {
-                let mut g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
+                let g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
                 if !tx.signatures().iter().any(|s| s.key.holder_id() == g.holder) {
                     return Err(RejectCode::NotHolder);
                 }
                 if g.revoked {
                     return Err(RejectCode::GrantRevoked);
                 }
-                g.revoked = true;
-                out.push((Key::Grant(p.grant), Some(g.to_bytes())));
+                let state = GrantState { uses: g.uses, revoked: true };
+                out.push((Key::GrantState(p.grant), Some(state.to_bytes())));
                 Ok(())
             }
             Payload::Use(p) => {
-                let mut g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
+                let g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
                 let grantee = c.member(g.grantee).ok_or(RejectCode::UnknownMember)?;
                 if !tx.signed_by(&grantee.signing_key) {
                     return Err(RejectCode::NotGrantee);
@@ -345,18 +348,10 @@ impl<'c> Executor<'c> {
                 let (rec, _) = self.licence_head(state, &g.licence)?;
                 usable(&rec, now)?;
                 let seq = g.uses;
-                g.uses = g.uses.checked_add(1).ok_or(RejectCode::GrantExhausted)?;
-                let trace = TraceRecord {
-                    grant: p.grant,
-                    licence: g.licence,
-                    grantee: g.grantee,
-                    item: g.item,
-                    fields: p.fields,
-                    time: now,
-                    tx: tx.id(),
-                };
+                let state = GrantState { uses: seq.checked_add(1).ok_or(RejectCode::GrantExhausted)?, revoked: false };
+                let trace = TraceEntry { fields: p.fields, time: now, tx: tx.id() };
                 out.push((Key::Trace(p.grant, seq), Some(trace.to_bytes())));
-                out.push((Key::Grant(p.grant), Some(g.to_bytes())));
+                out.push((Key::GrantState(p.grant), Some(state.to_bytes())));
                 Ok(())
             }
             Payload::Attest(p) => {

@@ -19,10 +19,13 @@ use elchain_types::tx::{get_fields, put_fields};
 pub enum Table {
     /// Licence id → [`LicenceRecord`].
     Licences,
-    /// Grant id → [`GrantRecord`], and (grant id, use number) → [`TraceRecord`]: each use of a
-    /// grant sits right after the grant in key order, so recording a use changes the grant and
-    /// adds its trace in the same B-tree page, as a rule.
+    /// Grant id → [`GrantRecord`] as made (uses 0, not revoked); written once. Grant ids are tx
+    /// ids, which start with a time, so new grants go to the end of the table.
     Grants,
+    /// Grant id → [`GrantState`] (uses so far, revoked), and (grant id, use number) → the use's
+    /// [`TraceEntry`]: small entries side by side, so recording a use changes one B-tree page
+    /// as a rule.
+    GrantUses,
     /// (holder, licence) → empty: the holder's licences on this chain.
     HolderLicences,
     /// (holder, grant) → empty: the grants made on the holder's licences, which lead to their
@@ -41,9 +44,10 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Licences,
         Table::Grants,
+        Table::GrantUses,
         Table::HolderLicences,
         Table::HolderGrants,
         Table::TxIndex,
@@ -56,6 +60,7 @@ impl Table {
         match self {
             Table::Licences => "licences",
             Table::Grants => "grants",
+            Table::GrantUses => "grant_uses",
             Table::HolderLicences => "holder_licences",
             Table::HolderGrants => "holder_grants",
             Table::TxIndex => "tx_index",
@@ -72,6 +77,8 @@ pub enum Key {
     Licence(LicenceId),
     /// A grant.
     Grant(GrantId),
+    /// How often a grant was used and whether it was revoked.
+    GrantState(GrantId),
     /// The `n`-th use (from 0) of a grant.
     Trace(GrantId, u32),
     /// A holder owns a licence.
@@ -123,7 +130,7 @@ impl Key {
         match self {
             Key::Licence(_) => Table::Licences,
             Key::Grant(_) => Table::Grants,
-            Key::Trace(..) => Table::Grants,
+            Key::GrantState(_) | Key::Trace(..) => Table::GrantUses,
             Key::HolderLicence(..) => Table::HolderLicences,
             Key::HolderGrant(..) => Table::HolderGrants,
             Key::Tx(_) => Table::TxIndex,
@@ -159,6 +166,7 @@ impl Key {
         match self {
             Key::Licence(id) => two(out, &id.0, &[]),
             Key::Grant(id) => two(out, &id.0, &[]),
+            Key::GrantState(g) => two(out, &g.0, &[]),
             Key::Trace(g, n) => two(out, &g.0, &n.to_be_bytes()),
             Key::HolderLicence(h, l) => two(out, &h.0, &l.0),
             Key::HolderGrant(h, g) => two(out, &h.0, &g.0),
@@ -174,7 +182,8 @@ impl Key {
         Some(match (table, bytes.len()) {
             (Table::Licences, 32) => Key::Licence(LicenceId(a32(bytes)?)),
             (Table::Grants, 32) => Key::Grant(GrantId(a32(bytes)?)),
-            (Table::Grants, 36) => {
+            (Table::GrantUses, 32) => Key::GrantState(GrantId(a32(bytes)?)),
+            (Table::GrantUses, 36) => {
                 Key::Trace(GrantId(a32(&bytes[..32])?), u32::from_be_bytes(bytes[32..].try_into().ok()?))
             }
             (Table::HolderLicences, 64) => {
@@ -288,8 +297,12 @@ impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
     }
 
     /// Record every change of `writes` (later ones replace earlier ones).
-    pub fn extend(&mut self, writes: Writes) {
-        self.writes.extend(writes);
+    pub fn extend(&mut self, mut writes: Writes) {
+        if self.writes.is_empty() {
+            self.writes = writes;
+        } else {
+            self.writes.append(&mut writes);
+        }
     }
 }
 
@@ -603,6 +616,69 @@ impl Decode for GrantRecord {
     }
 }
 
+/// What changes about a grant: the value of [`Key::GrantState`] (absent: unused, not revoked).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantState {
+    /// Uses recorded so far.
+    pub uses: u32,
+    /// Revoked by its holder.
+    pub revoked: bool,
+}
+
+impl Encode for GrantState {
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.uses);
+        w.bool(self.revoked);
+    }
+}
+
+impl Decode for GrantState {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(GrantState { uses: r.u32("uses")?, revoked: r.bool("revoked")? })
+    }
+}
+
+/// One use of a grant as stored beside it: the value of [`Key::Trace`]. The rest of the
+/// [`TraceRecord`] (licence, grantee, item) is the grant's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Fields read.
+    pub fields: u64,
+    /// Block time.
+    pub time: Timestamp,
+    /// The use transaction.
+    pub tx: TxId,
+}
+
+impl TraceEntry {
+    /// The full record of this use of `grant`.
+    pub fn record(&self, grant: GrantId, g: &GrantRecord) -> TraceRecord {
+        TraceRecord {
+            grant,
+            licence: g.licence,
+            grantee: g.grantee,
+            item: g.item,
+            fields: self.fields,
+            time: self.time,
+            tx: self.tx,
+        }
+    }
+}
+
+impl Encode for TraceEntry {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.fields);
+        w.put(&self.time);
+        w.put(&self.tx);
+    }
+}
+
+impl Decode for TraceEntry {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(TraceEntry { fields: r.u64("fields")?, time: r.get()?, tx: r.get()? })
+    }
+}
+
 impl Encode for TraceRecord {
     fn encode(&self, w: &mut Writer) {
         w.put(&self.grant);
@@ -721,9 +797,18 @@ pub trait StateReads: StateView {
         self.get(&Key::Licence(*id)).map(|b| LicenceHead::from_record_bytes(&b).expect("stored licence decodes"))
     }
 
-    /// A grant.
+    /// A grant, with its uses and revocation.
     fn grant(&self, id: &GrantId) -> Option<GrantRecord> {
-        self.get(&Key::Grant(*id)).map(|b| GrantRecord::from_bytes(&b).expect("stored grant decodes"))
+        let mut g = self.get(&Key::Grant(*id)).map(|b| GrantRecord::from_bytes(&b).expect("stored grant decodes"))?;
+        let s = self.grant_state(id);
+        (g.uses, g.revoked) = (s.uses, s.revoked);
+        Some(g)
+    }
+
+    /// A grant's uses and revocation.
+    fn grant_state(&self, id: &GrantId) -> GrantState {
+        self.get(&Key::GrantState(*id))
+            .map_or_else(GrantState::default, |b| GrantState::from_bytes(&b).expect("stored grant state decodes"))
     }
 
     /// Where a transaction is recorded, if anywhere.
@@ -746,9 +831,10 @@ pub trait StateReads: StateView {
 
     /// Every use of a grant, in order.
     fn grant_traces(&self, grant: &GrantId) -> Vec<TraceRecord> {
+        let Some(g) = self.grant(grant) else { return Vec::new() };
         self.range(&Key::Trace(*grant, 0), &Key::Trace(*grant, u32::MAX))
             .into_iter()
-            .map(|(_, b)| TraceRecord::from_bytes(&b).expect("stored trace decodes"))
+            .map(|(_, b)| TraceEntry::from_bytes(&b).expect("stored trace decodes").record(*grant, &g))
             .collect()
     }
 
@@ -815,6 +901,7 @@ mod tests {
             k,
             Key::HolderLicence(h, LicenceId([3; 32])),
             Key::HolderGrant(h, GrantId([5; 32])),
+            Key::GrantState(GrantId([6; 32])),
             Key::Tx(TxId([4; 32])),
             Key::Attestation(Hash32([6; 32])),
         ];

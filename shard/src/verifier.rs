@@ -12,8 +12,8 @@
 //! transaction is the same whatever the chunk size or thread count, because batch and single
 //! verification follow one rule ([`elchain_types::verify`]).
 
-use elchain_types::block::entry_id;
-use elchain_types::ids::{ChainId, TxId};
+use elchain_types::block::{entry_hash, entry_id};
+use elchain_types::ids::{ChainId, Hash32, TxId};
 use elchain_types::reason::RejectCode;
 use elchain_types::tx::SignedTx;
 use elchain_types::verify::{verify_batch, verify_one, SigItem};
@@ -27,6 +27,7 @@ use rayon::prelude::*;
 pub struct VerifiedTx {
     tx: SignedTx,
     raw: Vec<u8>,
+    entry: Hash32,
 }
 
 impl VerifiedTx {
@@ -43,6 +44,16 @@ impl VerifiedTx {
     /// Its id.
     pub fn id(&self) -> TxId {
         self.tx.id()
+    }
+
+    /// The hash of its exact bytes ([`entry_hash`]).
+    pub fn entry(&self) -> Hash32 {
+        self.entry
+    }
+
+    /// The bytes it arrived as, without copying them.
+    pub fn into_raw(self) -> Vec<u8> {
+        self.raw
     }
 }
 
@@ -61,6 +72,8 @@ pub enum CheckedTx {
         id: TxId,
         /// Why.
         code: RejectCode,
+        /// The hash of its exact bytes ([`entry_hash`]).
+        entry: Hash32,
     },
 }
 
@@ -78,6 +91,14 @@ impl CheckedTx {
         match self {
             CheckedTx::Verified(v) => v.raw(),
             CheckedTx::Rejected { raw, .. } => raw,
+        }
+    }
+
+    /// The hash of the exact bytes ([`entry_hash`]): the block's Merkle leaf commits to it.
+    pub fn entry(&self) -> Hash32 {
+        match self {
+            CheckedTx::Verified(v) => v.entry,
+            CheckedTx::Rejected { entry, .. } => *entry,
         }
     }
 
@@ -170,18 +191,23 @@ pub struct VerdictCache {
 const VERDICT_CACHE_MAX: usize = 1 << 20;
 
 impl VerdictCache {
-    /// Remember that these exact bytes passed verification.
-    pub fn remember<'a>(&self, raws: impl IntoIterator<Item = &'a [u8]>) {
+    /// Remember that the exact bytes with these entry hashes ([`entry_hash`]) passed
+    /// verification.
+    pub fn remember(&self, entries: impl IntoIterator<Item = Hash32>) {
         let mut good = self.good.lock().expect("verdict cache");
         if good.len() > VERDICT_CACHE_MAX {
             good.clear();
         }
-        good.extend(raws.into_iter().map(|r| elchain_types::block::entry_hash(r).0));
+        good.extend(entries.into_iter().map(|e| e.0));
     }
 
-    /// True (once) when these exact bytes were verified here.
-    fn take(&self, raw: &[u8]) -> bool {
-        self.good.lock().expect("verdict cache").remove(&elchain_types::block::entry_hash(raw).0)
+    /// For each entry hash, true (once) when those exact bytes were verified here.
+    fn take(&self, entries: &[Hash32]) -> Vec<bool> {
+        let mut good = self.good.lock().expect("verdict cache");
+        if good.is_empty() {
+            return vec![false; entries.len()];
+        }
+        entries.iter().map(|e| good.remove(&e.0)).collect()
     }
 
     /// Entries held.
@@ -203,23 +229,27 @@ pub fn check_chunk(chain: ChainId, raws: Vec<Vec<u8>>) -> Vec<CheckedTx> {
 
 #[allow(clippy::result_large_err)]
 fn check_chunk_with(chain: ChainId, raws: Vec<Vec<u8>>, cache: Option<&VerdictCache>) -> Vec<CheckedTx> {
+    let entries: Vec<Hash32> = raws.iter().map(|raw| entry_hash(raw)).collect();
     let mut decoded: Vec<Result<(SignedTx, Vec<u8>), CheckedTx>> = raws
         .into_iter()
-        .map(|raw| {
+        .zip(&entries)
+        .map(|(raw, entry)| {
             match SignedTx::decode_wire(&raw).and_then(|tx| tx.check_shape(chain).map(|_| tx)) {
                 Ok(tx) => Ok((tx, raw)),
                 Err(code) => {
                     // A tx that decoded keeps its real id even when its shape is wrong.
                     let id = entry_id(&raw, SignedTx::decode_wire(&raw).ok().map(|t| t.id()));
-                    Err(CheckedTx::Rejected { raw, id, code })
+                    Err(CheckedTx::Rejected { raw, id, code, entry: *entry })
                 }
             }
         })
         .collect();
 
     let ids: Vec<Option<[u8; 32]>> = decoded.iter().map(|d| d.as_ref().ok().map(|(tx, _)| tx.id().0)).collect();
-    let known: Vec<bool> =
-        decoded.iter().map(|d| matches!((d, cache), (Ok((_, raw)), Some(c)) if c.take(raw))).collect();
+    let known: Vec<bool> = match cache {
+        Some(c) => c.take(&entries).into_iter().zip(&decoded).map(|(k, d)| k && d.is_ok()).collect(),
+        None => vec![false; decoded.len()],
+    };
     // The transactions whose signatures are to be checked, with their signatures.
     let mut todo: Vec<(usize, Vec<SigItem<'_>>)> = Vec::new();
     for (i, ((d, id), known)) in decoded.iter().zip(&ids).zip(&known).enumerate() {
@@ -235,12 +265,13 @@ fn check_chunk_with(chain: ChainId, raws: Vec<Vec<u8>>, cache: Option<&VerdictCa
         .drain(..)
         .zip(&ids)
         .zip(bad)
-        .map(|((d, id), bad)| match d {
+        .zip(entries)
+        .map(|(((d, id), bad), entry)| match d {
             Err(rejected) => rejected,
-            Ok((tx, raw)) if !bad => CheckedTx::Verified(VerifiedTx { tx, raw }),
+            Ok((tx, raw)) if !bad => CheckedTx::Verified(VerifiedTx { tx, raw, entry }),
             Ok((_, raw)) => {
                 let id = id.as_ref().expect("decoded tx has an id");
-                CheckedTx::Rejected { id: TxId(*id), raw, code: RejectCode::BadSignature }
+                CheckedTx::Rejected { id: TxId(*id), raw, code: RejectCode::BadSignature, entry }
             }
         })
         .collect()
@@ -357,7 +388,7 @@ mod tests {
         let v = Verifier::new(ChainId(1), 2, 64);
         let cache = VerdictCache::default();
         let good = attest(1, 1).to_bytes();
-        cache.remember([good.as_slice()]);
+        cache.remember([entry_hash(&good)]);
         // Same id, a forged signature: different bytes, so it is verified and refused.
         let mut forged = good.clone();
         let n = forged.len();

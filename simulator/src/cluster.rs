@@ -149,8 +149,30 @@ pub struct Cluster {
 }
 
 fn free_udp_port() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
-    s.local_addr().expect("local address")
+    reserve_port(true)
+}
+
+/// A free loopback port for a process this one starts. Ports come from below the kernel's
+/// ephemeral range (32768 and up on Linux), so that nothing bound to port 0 meanwhile, such as
+/// this process's own QUIC client, can take one before the child binds it; and this process
+/// never hands out the same port twice.
+fn reserve_port(udp: bool) -> SocketAddr {
+    use rand::Rng;
+    static TAKEN: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
+    let mut taken = TAKEN.lock().expect("port reservations");
+    let mut rng = rand::thread_rng();
+    for _ in 0..10_000 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], rng.gen_range(20_000..32_000)));
+        if taken.contains(&addr.port()) {
+            continue;
+        }
+        let free = if udp { UdpSocket::bind(addr).is_ok() } else { std::net::TcpListener::bind(addr).is_ok() };
+        if free {
+            taken.insert(addr.port());
+            return addr;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 impl Cluster {
@@ -248,10 +270,7 @@ impl Cluster {
             listen
         };
         let data = self.dir.path().join(format!("node-{id}"));
-        let metrics = self.settings.metrics.then(|| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
-            l.local_addr().expect("local address")
-        });
+        let metrics = self.settings.metrics.then(free_tcp);
         self.nodes.insert(
             id,
             NodeProc {
@@ -622,10 +641,10 @@ ack_before_commit = {early}
     }
 }
 
-/// A free TCP port on loopback (for a router's HTTP listener).
+/// A free TCP port on loopback for a child process (a router's HTTP listener, a node's metrics),
+/// out of the way of ports bound meanwhile (see `reserve_port`).
 pub fn free_tcp() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
-    l.local_addr().expect("local address")
+    reserve_port(false)
 }
 
 /// A node config's text with `[testing] apply_delay_ms` set to `delay_ms`.

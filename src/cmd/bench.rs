@@ -232,7 +232,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A free TCP port on loopback for the router's HTTP.
 fn free_http() -> anyhow::Result<std::net::SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(elchain_sim::cluster::free_tcp())
 }
 
 /// One pre-built submission.
@@ -431,8 +431,15 @@ async fn open_loop(
     out
 }
 
-/// Sign every stream's transactions (one thread per stream) and cut them into batches.
-fn presign(args: &Args, per_stream: usize) -> anyhow::Result<Vec<Stream>> {
+/// Closed loop: the send rate per submitter that pre-signed batches are dated for.
+const NOMINAL_TX_PER_SECOND_PER_SUBMITTER: f64 = 500.0;
+
+/// Sign every stream's transactions (one thread per stream) and cut them into batches. Each
+/// batch is dated (its `valid_until`, grant windows) as if signed when it is sent, as a client
+/// signs just before sending: at its slot of the open-loop schedule (`interval` apart), or at
+/// [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] in the closed loop. Transaction ids start with
+/// `valid_until`, so this also gives the chain's tx index the time-ordered ids real clients send.
+fn presign(args: &Args, per_stream: usize, interval: Option<Duration>) -> anyhow::Result<Vec<Stream>> {
     let consortium = Profile::sample().into_dev_consortium()?;
     let streams = args.chains as usize * args.clients;
     eprintln!(
@@ -443,6 +450,7 @@ fn presign(args: &Args, per_stream: usize) -> anyhow::Result<Vec<Stream>> {
     let start = std::time::Instant::now();
     let t = now();
     let (batch, json) = (args.batch, args.via_router);
+    let step = interval.unwrap_or_else(|| Duration::from_secs_f64(batch as f64 / NOMINAL_TX_PER_SECOND_PER_SUBMITTER));
     let out = std::thread::scope(|s| {
         let handles: Vec<_> = (0..streams)
             .map(|i| {
@@ -451,17 +459,20 @@ fn presign(args: &Args, per_stream: usize) -> anyhow::Result<Vec<Stream>> {
                 s.spawn(move || {
                     // The workload's validity windows (five minutes) outlast signing, start-up and run.
                     let mut w = Workload::new(consortium, ChainId(chain), 1000 + i as u64, 50_000);
-                    let txs: Vec<Vec<u8>> = w.batch(per_stream, t).iter().map(Encode::to_bytes).collect();
-                    let batches = txs
-                        .chunks(batch)
-                        .map(|c| Batch {
-                            txs: c.len() as u64,
-                            body: if json {
-                                let hexes: Vec<String> = c.iter().map(hex::encode).collect();
-                                Body::Json(serde_json::json!({ "txs": hexes, "wait": true }).to_string())
-                            } else {
-                                Body::Raw(c.to_vec())
-                            },
+                    let batches = (0..per_stream.div_ceil(batch))
+                        .map(|k| {
+                            let n = batch.min(per_stream - k * batch);
+                            let at = t.plus_ms(step.mul_f64(k as f64).as_millis() as u64);
+                            let c: Vec<Vec<u8>> = w.batch(n, at).iter().map(Encode::to_bytes).collect();
+                            Batch {
+                                txs: c.len() as u64,
+                                body: if json {
+                                    let hexes: Vec<String> = c.iter().map(hex::encode).collect();
+                                    Body::Json(serde_json::json!({ "txs": hexes, "wait": true }).to_string())
+                                } else {
+                                    Body::Raw(c)
+                                },
+                            }
                         })
                         .collect();
                     Stream { chain, batches }
@@ -668,7 +679,7 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
             (batches * args.batch, Some(interval))
         }
     };
-    let streams = presign(args, per_stream)?;
+    let streams = presign(args, per_stream, interval)?;
 
     let bin = std::env::current_exe().context("cannot find the elchain binary")?;
     let dir = match &args.keep {

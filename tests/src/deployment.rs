@@ -2,7 +2,7 @@
 //! processes, the chain directory and shard map set by admin-signed governance, and router
 //! processes serving the REST API.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use elchain_router::rest::{wait_healthy, RestClient};
@@ -28,8 +28,7 @@ pub struct Deployment {
 
 /// A free TCP port on loopback.
 pub fn free_http() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free TCP port");
-    l.local_addr().expect("local address")
+    elchain_sim::cluster::free_tcp()
 }
 
 /// Start `replicas` nodes serving the meta chain and `chains` licence chains, bootstrap the

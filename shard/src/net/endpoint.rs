@@ -204,6 +204,12 @@ impl Shared {
 
 fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
+    // Blocks travel as megabyte frames: let path MTU discovery go past the default 1,452 bytes
+    // where the path allows (jumbo frames, loopback), so they take fewer, larger datagrams. It
+    // probes and falls back, so an ordinary 1,500-byte path keeps working as before.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MTU_UPPER_BOUND);
+    transport.mtu_discovery_config(Some(mtu));
     transport
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(Some(VarInt::from_u32(IDLE_TIMEOUT.as_millis() as u32).into()))
@@ -211,6 +217,9 @@ fn transport_config() -> quinn::TransportConfig {
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     transport
 }
+
+/// The largest UDP payload path MTU discovery tries.
+const MTU_UPPER_BOUND: u16 = 16_384;
 
 /// The same peer reached over IPv4 or IPv4-mapped IPv6 is one peer.
 fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use elchain_types::ids::Hash32;
 use tokio::sync::mpsc;
 
 /// Where a submission's transactions sit in the block, and its reply.
@@ -24,7 +25,7 @@ pub type Placed<R> = (Vec<usize>, R);
 #[derive(Debug)]
 pub struct BlockDraft<R> {
     txs: Vec<Vec<u8>>,
-    seen: HashMap<[u8; 32], usize>,
+    seen: HashMap<Hash32, usize>,
     replies: Vec<Placed<R>>,
 }
 
@@ -34,11 +35,13 @@ impl<R> BlockDraft<R> {
         Self { txs: Vec::with_capacity(txs), seen: HashMap::with_capacity(txs), replies: Vec::new() }
     }
 
-    /// Add one submission; `reply` is handed back with its transactions' positions.
-    pub fn add(&mut self, txs: Vec<Vec<u8>>, reply: R) {
+    /// Add one submission, each transaction with its entry hash ([`entry_hash`]); `reply` is
+    /// handed back with its transactions' positions.
+    ///
+    /// [`entry_hash`]: elchain_types::block::entry_hash
+    pub fn add(&mut self, txs: Vec<(Vec<u8>, Hash32)>, reply: R) {
         let mut at = Vec::with_capacity(txs.len());
-        for raw in txs {
-            let h = elchain_types::block::entry_hash(&raw).0;
+        for (raw, h) in txs {
             let next = self.txs.len();
             let pos = *self.seen.entry(h).or_insert(next);
             if pos == next {
@@ -109,9 +112,12 @@ mod tests {
 
     #[test]
     fn identical_bytes_go_in_once_and_share_their_position() {
+        let with_hash = |raws: &[&[u8]]| -> Vec<(Vec<u8>, Hash32)> {
+            raws.iter().map(|r| (r.to_vec(), elchain_types::block::entry_hash(r))).collect()
+        };
         let mut d = BlockDraft::with_capacity(4);
-        d.add(vec![b"a".to_vec(), b"b".to_vec()], 1);
-        d.add(vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()], 2);
+        d.add(with_hash(&[b"a", b"b"]), 1);
+        d.add(with_hash(&[b"b", b"c", b"a"]), 2);
         let (txs, replies) = d.into_parts();
         assert_eq!(txs, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
         assert_eq!(replies, [(vec![0, 1], 1), (vec![1, 2, 0], 2)]);

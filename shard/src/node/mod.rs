@@ -8,6 +8,7 @@
 //!    /metrics over HTTP (optional)
 //! ```
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod mempool;

@@ -29,6 +29,7 @@ use elchain_types::contract::Consortium;
 use elchain_types::crypto::{Keypair, PublicKey};
 use elchain_types::ids::{ChainId, Hash32, Timestamp};
 
+use super::admission::Admission;
 use super::config::{ChainConfig, NodeConfig};
 use super::mempool::{gather, BlockDraft};
 use super::network::Network;
@@ -73,7 +74,8 @@ enum BatchError {
 type BatchResult = Result<(Arc<BlockApplied>, Vec<usize>), BatchError>;
 
 struct Pending {
-    txs: Vec<Vec<u8>>,
+    /// Admitted transactions with their entry hashes.
+    txs: Vec<(Vec<u8>, Hash32)>,
     /// Where each of `txs` ended up in the block (identical bytes share one position).
     reply: oneshot::Sender<BatchResult>,
 }
@@ -84,7 +86,7 @@ pub struct Replica {
     node_id: NodeId,
     raft: ChainRaft,
     store: SharedStore,
-    verifier: Arc<Verifier>,
+    admission: Admission,
     batcher: mpsc::Sender<Pending>,
     allow_raw: bool,
     verdicts: Arc<VerdictCache>,
@@ -176,7 +178,7 @@ impl Replica {
             node_id: node.node_id,
             raft: raft.clone(),
             store: shared,
-            verifier,
+            admission: Admission::start(verifier, endpoint.is_simulated()),
             batcher: tx,
             allow_raw: node.testing.allow_raw_propose,
             verdicts,
@@ -245,18 +247,10 @@ impl Replica {
         }
         let n = txs.len();
         self.metrics.verify_queue.fetch_add(n as u64, Ordering::Relaxed);
-        let verifier = self.verifier.clone();
-        // On the simulator's single thread verification runs in place: a blocking task would
-        // finish at a moment set by real time, and the run would no longer be reproducible.
-        let checked = if self.endpoint.is_simulated() {
-            Ok(verifier.check(txs))
-        } else {
-            tokio::task::spawn_blocking(move || verifier.check(txs)).await
-        };
+        let checked = self.admission.check(txs).await;
         self.metrics.verify_queue.fetch_sub(n as u64, Ordering::Relaxed);
-        let checked = match checked {
-            Ok(c) => c,
-            Err(e) => return Response::Error(format!("verification failed: {e}")),
+        let Some(checked) = checked else {
+            return Response::Error("verification failed: the admission stage stopped".into());
         };
         let mut receipts: Vec<Option<Receipt>> = vec![None; n];
         let mut admitted = Vec::new();
@@ -270,12 +264,13 @@ impl Replica {
                 }
                 CheckedTx::Verified(v) => {
                     positions.push((i, v.id()));
-                    admitted.push(v.raw().to_vec());
+                    let entry = v.entry();
+                    admitted.push((v.into_raw(), entry));
                 }
             }
         }
         if !admitted.is_empty() {
-            self.verdicts.remember(admitted.iter().map(Vec::as_slice));
+            self.verdicts.remember(admitted.iter().map(|(_, e)| *e));
             let (reply, wait) = oneshot::channel();
             if self.batcher.send(Pending { txs: admitted, reply }).await.is_err() {
                 return Response::Error("the node is shutting down".into());
@@ -516,7 +511,7 @@ impl Replica {
         let view = store.view()?;
         Ok(match query {
             Query::Licence(id) => Answer::Record(view.get(&Key::Licence(LicenceId(*id)))),
-            Query::Grant(id) => Answer::Record(view.get(&Key::Grant(GrantId(*id)))),
+            Query::Grant(id) => Answer::Record(view.grant(&GrantId(*id)).map(|g| g.to_bytes())),
             Query::HolderLicences(h) => {
                 Answer::Records(store.holder_licences(&HolderId(*h))?.iter().map(|l| l.0.to_vec()).collect())
             }
@@ -691,12 +686,15 @@ async fn batcher(
     let in_flight = Arc::new(Semaphore::new(cfg.in_flight));
     let mut guessed_height = 0u64;
     let max_wait = Duration::from_millis(cfg.max_wait_ms);
-    while let Some(first) = rx.recv().await {
-        let (batch, count) = gather(&mut rx, first, |p| p.txs.len(), cfg.max_txs, max_wait).await;
+    loop {
+        // A free slot first, then the block: under load, what arrived while every slot was
+        // taken goes into one larger block instead of waiting behind a small one.
         let permit = match in_flight.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return,
         };
+        let Some(first) = rx.recv().await else { return };
+        let (batch, count) = gather(&mut rx, first, |p: &Pending| p.txs.len(), cfg.max_txs, max_wait).await;
         let raft = raft.clone();
         let metrics = metrics.clone();
         let early = ack_early.as_ref().map(|store| {

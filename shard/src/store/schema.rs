@@ -14,7 +14,7 @@ use crate::state::Table;
 /// Version 2 added the `governance` table and the consortium's `admin_k`. Version 3 made the tx
 /// index a state table (with each transaction's outcome) that also refuses replays, replacing the
 /// `replay` and `replay_expiry` tables, and moved each grant's traces beside it in `grants` (the
-/// `traces` and `trace_counts` tables replaced by `holder_grants`).
+/// `traces` and `trace_counts` tables replaced by `grant_uses` and `holder_grants`).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.
@@ -40,6 +40,7 @@ pub const META_GENESIS: &str = "genesis";
 
 const LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("licences");
 const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
+const GRANT_USES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grant_uses");
 const HOLDER_LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_licences");
 const HOLDER_GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_grants");
 const ATTESTATIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("attestations");
@@ -50,6 +51,7 @@ pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static
     match t {
         Table::Licences => LICENCES,
         Table::Grants => GRANTS,
+        Table::GrantUses => GRANT_USES,
         Table::HolderLicences => HOLDER_LICENCES,
         Table::HolderGrants => HOLDER_GRANTS,
         Table::TxIndex => TX_INDEX,
@@ -71,7 +73,16 @@ mod tests {
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
-            ["licences", "grants", "holder_licences", "holder_grants", "tx_index", "attestations", "governance"]
+            [
+                "licences",
+                "grants",
+                "grant_uses",
+                "holder_licences",
+                "holder_grants",
+                "tx_index",
+                "attestations",
+                "governance"
+            ]
         );
         for t in Table::ALL {
             assert_eq!(state_table(t).name(), t.name());

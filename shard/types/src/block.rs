@@ -121,6 +121,15 @@ impl Block {
     pub fn compute_tx_root(&self) -> Hash32 {
         merkle_root(&self.leaves())
     }
+
+    /// The transaction root, given the entry hash of each transaction (what
+    /// [`Block::compute_tx_root`] computes from the bytes, for a builder that has them already).
+    pub fn tx_root_from_entries(&self, entries: &[Hash32]) -> Hash32 {
+        assert_eq!(entries.len(), self.ids.len(), "one entry hash per transaction");
+        let leaves: Vec<Hash32> =
+            self.ids.iter().zip(entries).zip(&self.outcomes).map(|((id, e), o)| leaf_hash(id, e, *o)).collect();
+        merkle_root(&leaves)
+    }
 }
 
 impl Encode for Block {

@@ -23,7 +23,7 @@ use crate::ids::{HolderId, LicenceId};
 /// Hash contexts; changing one changes every id derived from it.
 pub mod domain {
     /// Transaction ids.
-    pub const TX_ID: &str = "elchain 2026 tx id v1";
+    pub const TX_ID: &str = "elchain 2026 tx id v2";
     /// Holder ids from holder public keys.
     pub const HOLDER_ID: &str = "elchain 2026 holder id v1";
     /// Licence ids.

@@ -2,9 +2,14 @@
 //!
 //! ```text
 //!  SignedTx bytes = u32 len ‖ body bytes ‖ u8 n ‖ n × (public key 32 ‖ signature 64)
-//!  tx_id          = blake3-derive("elchain 2026 tx id v1", body bytes)
+//!  tx_id          = valid_until (u64 BE) ‖ first 24 bytes of blake3-derive("elchain 2026 tx id v2", body bytes)
 //!  each signature = Ed25519 over the 32-byte tx_id
 //! ```
+//!
+//! An id starts with the end of its transaction's window, so ids sort by time: the ids a chain
+//! records in one second sit together in its tx index (and grant ids, which are tx ids, in its
+//! grant table), and writing them touches a few B-tree pages instead of one page each. The 192
+//! bits of hash that follow keep ids collision-resistant (2^96 work).
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -14,6 +19,16 @@ use crate::crypto::{domain, hash, Keypair, PublicKey, SealedField, MAX_FIELDS};
 use crate::ids::{ChainId, GrantId, Hash32, HolderId, ItemId, LicenceId, LicenceTypeId, MemberId, Timestamp, TxId};
 use crate::reason::RejectCode;
 use crate::shardmap::{ChainInfo, ShardMap};
+
+/// The id of a transaction body with this `valid_until` and encoding: `valid_until` big-endian,
+/// then the first 24 bytes of the body's domain-separated hash.
+pub fn tx_id(valid_until: Timestamp, body_bytes: &[u8]) -> TxId {
+    let h = hash(domain::TX_ID, &[body_bytes]);
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&valid_until.0.to_be_bytes());
+    id[8..].copy_from_slice(&h[..24]);
+    TxId(id)
+}
 
 /// Hard limits of the protocol. Anything larger is refused before it is looked at further.
 pub mod limits {
@@ -320,7 +335,7 @@ impl TxBody {
     /// Encode and hash the body, ready for signing.
     pub fn seal(self) -> UnsignedTx {
         let body_bytes = self.to_bytes();
-        let id = TxId(hash(domain::TX_ID, &[&body_bytes]));
+        let id = tx_id(self.valid_until, &body_bytes);
         UnsignedTx { tx: SignedTx { body: self, body_bytes, id, sigs: Vec::new() } }
     }
 }
@@ -437,7 +452,7 @@ impl Decode for SignedTx {
             }
             sigs.push(Signature { key, sig: r.array("signature")? });
         }
-        let id = TxId(hash(domain::TX_ID, &[body_bytes]));
+        let id = tx_id(body.valid_until, body_bytes);
         Ok(SignedTx { body, body_bytes: body_bytes.to_vec(), id, sigs })
     }
 }

@@ -95,7 +95,20 @@ fn golden_bytes_of_a_use_transaction() {
     );
     assert_eq!(hex::encode(tx.body_bytes()), expected_body);
     assert_eq!(hex::encode(tx.to_bytes()), format!("3e000000{expected_body}00"));
-    assert_eq!(tx.id().to_hex(), "b72a03898e1cae1512c003b9354e415f6fee4a9f08e86ae323c440f3377bd669");
+    assert_eq!(tx.id().to_hex(), "00000000000000634ec17412c804d531938b701e75234c1dc0ab41f1c055a05d");
+}
+
+#[test]
+fn ids_start_with_the_window_end_and_sort_by_it() {
+    let mut body = sample_body();
+    let a = body.clone().seal().id();
+    assert_eq!(a.0[..8], body.valid_until.0.to_be_bytes());
+    body.nonce += 1;
+    let b = body.clone().seal().id();
+    assert_eq!(a.0[..8], b.0[..8]);
+    assert_ne!(a, b, "another body, another id");
+    body.valid_until = body.valid_until.plus_ms(1);
+    assert!(body.seal().id() > a.max(b), "a later window sorts after");
 }
 
 #[test]
@@ -269,7 +282,7 @@ fn golden_bytes_of_a_governance_transaction() {
         "2a00000000000000", // value 42
     );
     assert_eq!(hex::encode(tx.body_bytes()), expected_body);
-    assert_eq!(tx.id().to_hex(), "57d6908a10ca7a454aac2140ed2ee952f2a8b855129d8f29b1c7852926b93ec5");
+    assert_eq!(tx.id().to_hex(), "000000000000006390dbeb3951a3577f5984bcbb218533f2957c70a7037e7588");
     let revoke = Govern::RevokeCertificate { serial: vec![0xab, 0xcd], reason: 4 };
     assert_eq!(hex::encode(revoke.to_bytes()), "0602000000abcd04");
 }
