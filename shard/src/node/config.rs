@@ -93,9 +93,10 @@ pub struct RaftConfig {
     pub max_payload_entries: u64,
     /// Time allowed to send a snapshot segment, and to send and install the last one.
     pub install_snapshot_timeout_ms: u64,
-    /// Make the chain store durable (fsync) at most this often. Blocks in between are committed
-    /// without an fsync: the Raft log is durable before a block is applied, so after a crash the
-    /// replica applies the log again from the store's last durable commit. 0: every block.
+    /// Write applied blocks to the chain store this often, in one durable (fsynced) transaction.
+    /// In between they are staged in memory, where every read sees them: the Raft log is durable
+    /// before a block is applied, so after a crash the replica applies the log again from the
+    /// store's last write. 0: every block as it is applied.
     pub state_sync_ms: u64,
 }
 

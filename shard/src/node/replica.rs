@@ -148,7 +148,8 @@ impl Replica {
             .with_metrics(apply_metrics.clone())
             .with_applied_hook(applied_tx)
             .with_verdict_cache(verdicts.clone())
-            .with_apply_delay(Duration::from_millis(node.testing.apply_delay_ms));
+            .with_apply_delay(Duration::from_millis(node.testing.apply_delay_ms))
+            .in_place(endpoint.is_simulated());
         let config = openraft::Config {
             cluster_name: format!("elchain-chain-{}", chain.id),
             heartbeat_interval: r.heartbeat_ms,

@@ -26,6 +26,7 @@ pub enum Request {
         /// The chain.
         chain: u32,
         /// Encoded signed transactions.
+        #[serde(with = "crate::raft::tx_bytes")]
         txs: Vec<Vec<u8>>,
     },
     /// Where a transaction is, with an inclusion proof, the block header and its checkpoint.
@@ -87,6 +88,7 @@ pub enum Request {
         /// The chain.
         chain: u32,
         /// Encoded transactions, proposed as they are.
+        #[serde(with = "crate::raft::tx_bytes")]
         txs: Vec<Vec<u8>>,
     },
 }
@@ -131,7 +133,7 @@ pub enum Answer {
     /// One record, canonical encoding; none when absent.
     Record(Option<Vec<u8>>),
     /// Several records or ids, canonical encodings.
-    Records(Vec<Vec<u8>>),
+    Records(#[serde(with = "crate::raft::tx_bytes")] Vec<Vec<u8>>),
     /// Governance state.
     Governance(Governance),
 }
@@ -182,7 +184,7 @@ pub enum Response {
     /// Answer to `Query`.
     Answer(Answer),
     /// Answer to `Block`: the block's canonical encoding, none when not stored here.
-    Block(Option<Vec<u8>>),
+    Block(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// This node does not lead the chain; ask the leader, if one is known.
     NotLeader {
         /// The leader's node id and address.

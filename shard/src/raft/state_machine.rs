@@ -66,6 +66,8 @@ pub struct StateMachine {
     apply_delay: std::time::Duration,
     sync: Arc<StoreSync>,
     metrics: Arc<ApplyMetrics>,
+    /// Apply on the calling task instead of a blocking thread (the deterministic simulator).
+    in_place: bool,
 }
 
 /// What applying blocks has cost, exported as metrics.
@@ -216,7 +218,18 @@ impl StateMachine {
             apply_delay: std::time::Duration::ZERO,
             sync: Arc::new(StoreSync::new(std::time::Duration::ZERO)),
             metrics: Arc::default(),
+            in_place: false,
         }
+    }
+
+    /// Apply on openraft's own task (the deterministic simulator, whose one thread must do all
+    /// the work in a reproducible order) instead of a blocking thread. Elsewhere applying runs
+    /// beside the runtime: verifying and executing a few hundred transactions takes
+    /// milliseconds, and the runtime's threads must keep answering Raft RPCs meanwhile (openraft
+    /// gives an AppendEntries one heartbeat interval).
+    pub fn in_place(mut self, in_place: bool) -> Self {
+        self.in_place = in_place;
+        self
     }
 
     /// Count what applying costs in `metrics`.
@@ -340,8 +353,9 @@ impl StateMachine {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+impl StateMachine {
+    /// Write what is staged, then export the whole store with its applied position.
+    fn snapshot_now(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>), StorageError> {
         // openraft may purge the log up to the snapshot once it is built: the state it replaces
         // must be on disk first.
         let store = current(&self.store);
@@ -359,6 +373,45 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
         *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot { meta: meta.clone(), data: data.clone() });
         tracing::info!(chain = %store.chain(), bytes = data.len(), last = ?meta.last_log_id, "built snapshot");
+        Ok((meta, data))
+    }
+
+    /// Replace the store with the one a snapshot carries.
+    fn install_now(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: Vec<u8>) -> Result<(), StorageError> {
+        let err =
+            |e: crate::store::StoreError| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
+        let new_store = Store::import(&self.path, &data).map_err(err)?;
+        let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(err)?)?;
+        if applied != meta.last_log_id {
+            return Err(sm_err(
+                ErrorVerb::Write,
+                format!("snapshot holds state up to {applied:?}, its metadata says {:?}", meta.last_log_id),
+            ));
+        }
+        tracing::info!(chain = %new_store.chain(), height = new_store.tip().map(|t| t.height).unwrap_or(0), "installed snapshot");
+        *self.store.write().expect("store lock") = Arc::new(new_store);
+        *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot { meta: meta.clone(), data });
+        Ok(())
+    }
+
+    /// Run `work` on a blocking thread, or here when in place.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Self) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        if self.in_place {
+            return work(self.clone());
+        }
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || work(sm))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, format!("state machine work stopped: {e}")))?
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, data) = self.off_runtime(|sm| sm.snapshot_now()).await?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -379,7 +432,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let applied = self.apply_batch(entries);
+        let applied = self.off_runtime(move |sm| sm.apply_batch(entries)).await;
         if !self.apply_delay.is_zero() {
             if let Ok(a) = &applied {
                 tokio::time::sleep(self.apply_delay * a.len() as u32).await;
@@ -401,21 +454,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let err =
-            |e: crate::store::StoreError| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
-        let new_store = Store::import(&self.path, &data).map_err(err)?;
-        let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(err)?)?;
-        if applied != meta.last_log_id {
-            return Err(sm_err(
-                ErrorVerb::Write,
-                format!("snapshot holds state up to {applied:?}, its metadata says {:?}", meta.last_log_id),
-            ));
-        }
-        tracing::info!(chain = %new_store.chain(), height = new_store.tip().map(|t| t.height).unwrap_or(0), "installed snapshot");
-        *self.store.write().expect("store lock") = Arc::new(new_store);
-        *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot { meta: meta.clone(), data });
-        Ok(())
+        let meta = meta.clone();
+        self.off_runtime(move |sm| sm.install_now(&meta, snapshot.into_inner())).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
