@@ -56,6 +56,10 @@ pub struct Settings {
     pub base_port: Option<u16>,
     /// Every replica sleeps this long per applied block (a deliberate slowdown; testing only).
     pub apply_delay_ms: u64,
+    /// `[raft] state_sync_ms`: how often replicas write applied blocks to their chain store.
+    pub state_sync_ms: u64,
+    /// `[raft] state_fsync_ms`: how often those writes are fsynced.
+    pub state_fsync_ms: u64,
     /// Plant the `[testing] ack_before_commit` bug in every node (the checker must catch it).
     pub ack_before_commit: bool,
 }
@@ -75,6 +79,8 @@ impl Default for Settings {
             meta: false,
             base_port: None,
             apply_delay_ms: 0,
+            state_sync_ms: 1000,
+            state_fsync_ms: 10_000,
             ack_before_commit: false,
         }
     }
@@ -323,6 +329,8 @@ election_max_ms = 1000
 snapshot_every = {snap}
 keep_logs = {keep}
 purge_batch = 1
+state_sync_ms = {state_sync}
+state_fsync_ms = {state_fsync}
 
 [batch]
 max_txs = {block_txs}
@@ -341,6 +349,8 @@ ack_before_commit = {early}
             keep = s.keep_logs,
             raw = s.allow_raw_propose,
             delay = s.apply_delay_ms,
+            state_sync = s.state_sync_ms,
+            state_fsync = s.state_fsync_ms,
             early = s.ack_before_commit,
             threads = s.verify_threads,
             block_txs = s.block_txs,

@@ -98,6 +98,11 @@ pub struct RaftConfig {
     /// before a block is applied, so after a crash the replica applies the log again from the
     /// store's last write. 0: every block as it is applied.
     pub state_sync_ms: u64,
+    /// Of those writes, fsync one at most this often; the others are handed to the kernel's
+    /// writeback without waiting, so no single fsync has much to write and the Raft log's
+    /// fsyncs do not queue behind it. A crash loses the writes since the last fsync, which the
+    /// replica applies again from the log. At least `state_sync_ms`.
+    pub state_fsync_ms: u64,
 }
 
 impl Default for RaftConfig {
@@ -112,6 +117,7 @@ impl Default for RaftConfig {
             max_payload_entries: 4,
             install_snapshot_timeout_ms: 20_000,
             state_sync_ms: 1000,
+            state_fsync_ms: 10_000,
         }
     }
 }

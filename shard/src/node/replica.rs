@@ -141,7 +141,10 @@ impl Replica {
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let verdicts = Arc::new(VerdictCache::default());
         let r = &node.raft;
-        let sync = Arc::new(StoreSync::new(Duration::from_millis(r.state_sync_ms)));
+        let sync = Arc::new(StoreSync::with_fsync(
+            Duration::from_millis(r.state_sync_ms),
+            Duration::from_millis(r.state_fsync_ms),
+        ));
         let apply_metrics = Arc::new(ApplyMetrics::default());
         let sm = StateMachine::new(shared.clone(), consortium, verifier.clone())
             .with_sync(sync.clone())

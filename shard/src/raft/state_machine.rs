@@ -95,6 +95,9 @@ pub struct ApplyMetrics {
 #[derive(Debug)]
 pub struct StoreSync {
     every: std::time::Duration,
+    /// Writes in between are not fsynced; the file's new pages are handed to the kernel's
+    /// writeback at once instead, so the next fsync finds little left to write.
+    fsync_every: std::time::Duration,
     state: Mutex<SyncState>,
     /// Flushes so far.
     syncs: AtomicU64,
@@ -106,6 +109,10 @@ pub struct StoreSync {
 struct SyncState {
     /// When the store was last flushed.
     last: std::time::Instant,
+    /// When a flush last fsynced.
+    last_fsync: std::time::Instant,
+    /// Flushes wrote to the file since without an fsync.
+    unsynced: bool,
     /// Blocks were staged since.
     dirty: bool,
 }
@@ -115,11 +122,20 @@ struct SyncState {
 const MAX_STAGED_BLOCKS: usize = 128;
 
 impl StoreSync {
-    /// Flush at most `every` apart (zero: at every apply).
+    /// Flush at most `every` apart (zero: at every apply), each flush durable (fsynced).
     pub fn new(every: std::time::Duration) -> Self {
+        Self::with_fsync(every, every)
+    }
+
+    /// Flush at most `every` apart, and fsync at the first flush `fsync_every` after the last
+    /// fsync (other flushes write to the file without one). A crash loses what was not fsynced,
+    /// and the replica applies it again from the Raft log.
+    pub fn with_fsync(every: std::time::Duration, fsync_every: std::time::Duration) -> Self {
+        let now = std::time::Instant::now();
         Self {
             every,
-            state: Mutex::new(SyncState { last: std::time::Instant::now(), dirty: false }),
+            fsync_every: fsync_every.max(every),
+            state: Mutex::new(SyncState { last: now, last_fsync: now, unsynced: false, dirty: false }),
             syncs: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }
@@ -128,50 +144,82 @@ impl StoreSync {
     /// After staging: start a flush of `store` if the bound is reached (wait for one if too
     /// much is staged).
     fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<(), crate::store::StoreError> {
-        let due = {
-            let mut s = self.state.lock().expect("sync lock");
-            s.dirty = true;
-            self.every.is_zero() || s.last.elapsed() >= self.every
-        };
+        let due = self.note_staged();
         if self.every.is_zero() || store.staged_blocks() >= MAX_STAGED_BLOCKS {
-            return self.flush(store);
+            return self.write(store);
         }
         if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let (sync, to_flush) = (self.clone(), store.clone());
             let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
-                if let Err(e) = sync.flush(&to_flush) {
+                crate::store::lower_this_threads_priority();
+                if let Err(e) = sync.write(&to_flush) {
                     tracing::warn!(chain = %to_flush.chain(), error = %e, "cannot write applied blocks to the chain store");
                 }
                 sync.running.store(false, std::sync::atomic::Ordering::Release);
             });
             if started.is_err() {
                 self.running.store(false, std::sync::atomic::Ordering::Release);
-                return self.flush(store);
+                return self.write(store);
             }
         }
         Ok(())
     }
 
+    /// Note that blocks were staged; true when a flush is due.
+    pub(crate) fn note_staged(&self) -> bool {
+        let mut s = self.state.lock().expect("sync lock");
+        s.dirty = true;
+        self.every.is_zero() || s.last.elapsed() >= self.every
+    }
+
     /// Flush `store` if blocks have waited for longer than the bound; true when it flushed.
+    /// Also fsyncs writes that were not, once the fsync interval has passed (a quiet chain).
     pub fn flush_due(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
-        {
+        let fsync = {
             let s = self.state.lock().expect("sync lock");
-            if !s.dirty || s.last.elapsed() < self.every {
+            if s.dirty && s.last.elapsed() >= self.every {
+                false
+            } else if s.unsynced && s.last_fsync.elapsed() >= self.fsync_every {
+                true
+            } else {
                 return Ok(false);
             }
+        };
+        if fsync {
+            self.flush(store)?;
+        } else {
+            self.write(store)?;
         }
-        self.flush(store)?;
         Ok(true)
     }
 
     /// Flush `store` now, durably.
     pub fn flush(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        self.flush_as(store, Commit::Durable)
+    }
+
+    /// A periodic flush: durable when an fsync is due, else written and handed to writeback.
+    fn write(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        let fsync_due = self.state.lock().expect("sync lock").last_fsync.elapsed() >= self.fsync_every;
+        if fsync_due {
+            return self.flush_as(store, Commit::Durable);
+        }
+        self.flush_as(store, Commit::Deferred)?;
+        store.start_writeback();
+        Ok(())
+    }
+
+    fn flush_as(&self, store: &Store, how: Commit) -> Result<(), crate::store::StoreError> {
         {
             let mut s = self.state.lock().expect("sync lock");
             s.dirty = false;
             s.last = std::time::Instant::now();
+            if how == Commit::Durable {
+                s.last_fsync = s.last;
+            }
+            s.unsynced = how == Commit::Deferred;
         }
-        if let Err(e) = store.flush(Commit::Durable) {
+        if let Err(e) = store.flush(how) {
             // Still staged: the next flush writes them.
             self.state.lock().expect("sync lock").dirty = true;
             return Err(e);

@@ -350,3 +350,36 @@ fn exporting_writes_staged_blocks_first() {
     assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
     assert_eq!(copy.tip().unwrap().height, 3);
 }
+
+#[test]
+fn writes_between_fsyncs_reach_the_file_only_at_the_next_fsync_which_a_quiet_chain_still_gets() {
+    use crate::raft::state_machine::StoreSync;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(5, 2);
+    let l = ledger(dir.path());
+    fill(&l, &blocks[..1]);
+    let durable = l.tip().unwrap();
+    let sync = StoreSync::with_fsync(Duration::from_millis(1), Duration::from_millis(300));
+    let ex = execute_next(&l, blocks[1].clone(), Timestamp(T0 + 1000));
+    l.store().stage(vec![ex.block.clone()], ex.writes, &[]).unwrap();
+    sync.note_staged();
+    std::thread::sleep(Duration::from_millis(5));
+    // Due to be written, not yet to be fsynced: written without one, and handed to writeback.
+    assert!(sync.flush_due(l.store()).unwrap());
+    assert_eq!(l.store().staged_blocks(), 0);
+    assert_eq!(l.tip().unwrap(), ex.block.header, "reads see the write");
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        std::fs::copy(l.store().path(), &to).unwrap();
+        Store::open(&to).unwrap().tip().unwrap()
+    };
+    assert_eq!(copy("unsynced.redb"), durable, "a crash now comes back at the last fsync");
+    // Nothing new arrives (a quiet chain): once the fsync interval has passed, the write is
+    // fsynced anyway.
+    assert!(!sync.flush_due(l.store()).unwrap(), "nothing due before the fsync interval");
+    std::thread::sleep(Duration::from_millis(310));
+    assert!(sync.flush_due(l.store()).unwrap());
+    assert_eq!(copy("synced.redb"), ex.block.header);
+    assert!(!sync.flush_due(l.store()).unwrap(), "then nothing is left to do");
+}
