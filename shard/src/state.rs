@@ -149,13 +149,6 @@ impl Key {
         b[..n].to_vec()
     }
 
-    /// Append [`Key::bytes`] to `out`.
-    pub fn write_bytes(&self, out: &mut Vec<u8>) {
-        let mut b = [0u8; Self::MAX_LEN];
-        let n = self.write_to(&mut b);
-        out.extend_from_slice(&b[..n]);
-    }
-
     /// Write [`Key::bytes`] into `out` without allocating; returns the length.
     pub fn write_to(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
         fn two(out: &mut [u8; Key::MAX_LEN], a: &[u8], b: &[u8]) -> usize {

@@ -70,9 +70,12 @@ pub fn render(node: u64, replicas: &HashMap<u32, Arc<Replica>>) -> String {
     metric("elchain_apply_commit_seconds_total", "Time spent committing blocks to the chain store.", "counter", &|r| {
         apply(r).commit_micros.load(Ordering::Relaxed) as f64 / 1e6
     });
-    metric("elchain_store_syncs_total", "Durable (fsynced) commits of the chain store.", "counter", &|r| {
-        apply(r).store_syncs.load(Ordering::Relaxed) as f64
-    });
+    metric(
+        "elchain_store_syncs_total",
+        "Writes of applied blocks to the chain store (fsynced or not).",
+        "counter",
+        &|r| apply(r).store_syncs.load(Ordering::Relaxed) as f64,
+    );
     out
 }
 

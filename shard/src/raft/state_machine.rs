@@ -85,7 +85,7 @@ pub struct ApplyMetrics {
     pub execute_micros: AtomicU64,
     /// Microseconds spent committing blocks and state to the chain store.
     pub commit_micros: AtomicU64,
-    /// Durable (fsynced) commits and flushes of the chain store.
+    /// Writes of staged blocks to the chain store (flushes, fsynced or not).
     pub store_syncs: AtomicU64,
 }
 
@@ -111,8 +111,6 @@ struct SyncState {
     last: std::time::Instant,
     /// When a flush last fsynced.
     last_fsync: std::time::Instant,
-    /// Flushes wrote to the file since without an fsync.
-    unsynced: bool,
     /// Blocks were staged since.
     dirty: bool,
 }
@@ -135,7 +133,7 @@ impl StoreSync {
         Self {
             every,
             fsync_every: fsync_every.max(every),
-            state: Mutex::new(SyncState { last: now, last_fsync: now, unsynced: false, dirty: false }),
+            state: Mutex::new(SyncState { last: now, last_fsync: now, dirty: false }),
             syncs: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
         }
@@ -175,22 +173,15 @@ impl StoreSync {
     /// Flush `store` if blocks have waited for longer than the bound; true when it flushed.
     /// Also fsyncs writes that were not, once the fsync interval has passed (a quiet chain).
     pub fn flush_due(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
-        let fsync = {
+        let due = {
             let s = self.state.lock().expect("sync lock");
-            if s.dirty && s.last.elapsed() >= self.every {
-                false
-            } else if s.unsynced && s.last_fsync.elapsed() >= self.fsync_every {
-                true
-            } else {
-                return Ok(false);
-            }
+            (s.dirty && s.last.elapsed() >= self.every)
+                || (store.unsynced() && s.last_fsync.elapsed() >= self.fsync_every)
         };
-        if fsync {
-            self.flush(store)?;
-        } else {
+        if due {
             self.write(store)?;
         }
-        Ok(true)
+        Ok(due)
     }
 
     /// Flush `store` now, durably.
@@ -217,7 +208,6 @@ impl StoreSync {
             if how == Commit::Durable {
                 s.last_fsync = s.last;
             }
-            s.unsynced = how == Commit::Deferred;
         }
         if let Err(e) = store.flush(how) {
             // Still staged: the next flush writes them.
@@ -334,6 +324,7 @@ impl StateMachine {
         let executor = Executor::new(&self.consortium, store.chain());
         let mut results = Vec::with_capacity(entries.len());
         let mut blocks = Vec::new();
+        let mut hashes: Vec<(u64, Hash32)> = Vec::new();
         let mut last = None;
         let mut membership = None;
         let view = store.view().map_err(read)?;
@@ -361,9 +352,11 @@ impl StateMachine {
                     execute += verified.elapsed();
                     let b = executed.block;
                     tip = b.header;
+                    let hash = b.header.hash();
+                    hashes.push((b.header.height, hash));
                     results.push(BlockApplied {
                         height: b.header.height,
-                        hash: b.header.hash().0,
+                        hash: hash.0,
                         results: b.ids.iter().zip(&b.outcomes).map(|(id, o)| (id.0, o.as_u16())).collect(),
                     });
                     blocks.push(b);
@@ -379,7 +372,6 @@ impl StateMachine {
         if let Some(m) = &membership {
             meta.push((META_MEMBERSHIP, m));
         }
-        let hashes: Vec<(u64, Hash32)> = blocks.iter().map(|b| (b.header.height, b.header.hash())).collect();
         let started = std::time::Instant::now();
         let write = |e| sm_err(ErrorVerb::Write, e);
         store.stage(blocks, writes, &meta).map_err(write)?;

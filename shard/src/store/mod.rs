@@ -16,6 +16,7 @@ pub mod audit;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use elchain_types::block::{Block, BlockHeader, Checkpoint, InclusionProof};
@@ -148,6 +149,8 @@ pub struct Store {
     flushing: Mutex<()>,
     /// The file, opened again to start writeback of its pages (Linux).
     file: Option<std::fs::File>,
+    /// A [`Commit::Deferred`] commit has not been made durable by a later durable one yet.
+    unsynced: AtomicBool,
 }
 
 /// Blocks staged together, the state changes they made and metadata written with them.
@@ -208,7 +211,42 @@ impl Store {
 
     fn with_db(db: Database, path: &Path, chain: ChainId) -> Self {
         let file = std::fs::File::open(path).ok();
-        Self { db, path: path.to_path_buf(), chain, staged: Mutex::default(), flushing: Mutex::default(), file }
+        Self {
+            db,
+            path: path.to_path_buf(),
+            chain,
+            staged: Mutex::default(),
+            flushing: Mutex::default(),
+            file,
+            unsynced: AtomicBool::new(false),
+        }
+    }
+
+    /// True when something was committed without an fsync since the last durable commit (a
+    /// crash now would lose it).
+    pub fn unsynced(&self) -> bool {
+        self.unsynced.load(Ordering::Acquire)
+    }
+
+    /// Begin a write transaction committed as `how` says.
+    fn begin_write(&self, how: Commit) -> Result<redb::WriteTransaction, StoreError> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(how.durability());
+        Ok(w)
+    }
+
+    /// Commit `w`, begun with [`Store::begin_write`] as `how`.
+    fn commit_as(&self, w: redb::WriteTransaction, how: Commit) -> Result<(), StoreError> {
+        if how == Commit::Durable {
+            // While `w` is open no other commit can happen, and this one makes every earlier
+            // one durable.
+            self.unsynced.store(false, Ordering::Release);
+        }
+        let committed = w.commit();
+        if how == Commit::Deferred || committed.is_err() {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        Ok(committed?)
     }
 
     /// Start writing the file's dirty pages to the disk without waiting for them (after a
@@ -363,39 +401,48 @@ impl Store {
 
     /// Write every staged block, state change and metadata entry to the file in one write
     /// transaction. With [`Commit::Durable`] it is fsynced before this returns, and so is
-    /// every earlier commit.
+    /// every earlier commit. Nothing to write and nothing to make durable: nothing is done.
     pub fn flush(&self, how: Commit) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().expect("flush lock");
         let segments = self.segments();
-        if segments.is_empty() && how == Commit::Deferred {
+        if segments.is_empty() && (how == Commit::Deferred || !self.unsynced()) {
             return Ok(());
         }
-        let mut w = self.db.begin_write()?;
-        w.set_durability(how.durability());
+        let w = self.begin_write(how)?;
         {
             let mut table = w.open_table(BLOCKS)?;
             for b in segments.iter().flat_map(|s| &s.blocks) {
                 table.insert(b.header.height, &b.to_bytes()[..])?;
             }
             drop(table);
-            // Later segments' writes replace earlier ones; the merge keeps keys in order.
-            let mut writes: std::collections::BTreeMap<&Key, &Option<Vec<u8>>> = std::collections::BTreeMap::new();
-            for s in &segments {
-                writes.extend(s.writes.iter());
-            }
             let mut tables: Vec<_> = Vec::with_capacity(Table::ALL.len());
             for t in Table::ALL {
                 tables.push(w.open_table(state_table(t))?);
             }
-            let mut key = Vec::with_capacity(64);
-            for (k, v) in writes {
+            let mut put = |k: &Key, v: &Option<Vec<u8>>| -> Result<(), StoreError> {
                 let t = &mut tables[k.table() as usize];
-                key.clear();
-                k.write_bytes(&mut key);
+                let mut key = [0u8; Key::MAX_LEN];
+                let len = k.write_to(&mut key);
+                let key = &key[..len];
                 match v {
-                    Some(v) => t.insert(&key[..], &v[..])?,
-                    None => t.remove(&key[..])?,
+                    Some(v) => t.insert(key, &v[..])?,
+                    None => t.remove(key)?,
                 };
+                Ok(())
+            };
+            if let [one] = segments.as_slice() {
+                for (k, v) in &one.writes {
+                    put(k, v)?;
+                }
+            } else {
+                // Later segments' writes replace earlier ones; the merge keeps keys in order.
+                let mut merged: std::collections::BTreeMap<&Key, &Option<Vec<u8>>> = Default::default();
+                for s in &segments {
+                    merged.extend(s.writes.iter());
+                }
+                for (k, v) in merged {
+                    put(k, v)?;
+                }
             }
             drop(tables);
             let mut meta = w.open_table(META)?;
@@ -406,7 +453,7 @@ impl Store {
                 meta.insert(k.as_str(), &v[..])?;
             }
         }
-        w.commit()?;
+        self.commit_as(w, how)?;
         // Only this flush removes segments, and staging only appends: the first ones are ours.
         self.staged.lock().expect("staged lock").drain(..segments.len());
         Ok(())
@@ -536,11 +583,9 @@ impl Store {
 
     /// Store a checkpoint beside its block (replacing one with fewer signatures).
     pub fn put_checkpoint(&self, cp: &Checkpoint, how: Commit) -> Result<(), StoreError> {
-        let mut w = self.db.begin_write()?;
-        w.set_durability(how.durability());
+        let w = self.begin_write(how)?;
         w.open_table(CHECKPOINTS)?.insert(cp.height, &cp.to_bytes()[..])?;
-        w.commit()?;
-        Ok(())
+        self.commit_as(w, how)
     }
 
     /// The checkpoint of block `height`, if one was gathered.

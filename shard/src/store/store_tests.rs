@@ -383,3 +383,22 @@ fn writes_between_fsyncs_reach_the_file_only_at_the_next_fsync_which_a_quiet_cha
     assert_eq!(copy("synced.redb"), ex.block.header);
     assert!(!sync.flush_due(l.store()).unwrap(), "then nothing is left to do");
 }
+
+#[test]
+fn a_store_knows_whether_a_commit_still_waits_for_an_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(7, 2);
+    let l = ledger(dir.path());
+    fill(&l, &blocks[..1]);
+    assert!(!l.store().unsynced(), "durable commits leave nothing behind");
+    let ex = execute_next(&l, blocks[1].clone(), Timestamp(T0 + 1000));
+    l.store().stage(vec![ex.block], ex.writes, &[]).unwrap();
+    l.store().flush(Commit::Deferred).unwrap();
+    assert!(l.store().unsynced());
+    // Nothing staged, but the deferred commit is made durable.
+    l.store().flush(Commit::Durable).unwrap();
+    assert!(!l.store().unsynced());
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(l.store().path(), &copy).unwrap();
+    assert_eq!(Store::open(&copy).unwrap().tip().unwrap(), l.tip().unwrap());
+}
