@@ -136,7 +136,9 @@ impl Replica {
         };
         let shared: SharedStore = Arc::new(RwLock::new(Arc::new(store)));
         let verifier = Arc::new(Verifier::new(id, node.verify_threads, DEFAULT_BATCH));
-        let log = LogStore::open(&dir.join("raft-log.redb"))?;
+        let log_path = dir.join("raft-log.redb");
+        let log =
+            if endpoint.is_simulated() { LogStore::open_in_place(&log_path)? } else { LogStore::open(&log_path)? };
         let log_metrics = log.metrics();
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let verdicts = Arc::new(VerdictCache::default());
@@ -166,7 +168,9 @@ impl Replica {
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(node.node_id, Arc::new(config), Network::new(endpoint.clone(), chain.id), log, sm).await?;
+        let raft =
+            Raft::new(node.node_id, Arc::new(config), Network::new(endpoint.clone(), chain.id, node.node_id), log, sm)
+                .await?;
         if chain.bootstrap && !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> =
                 chain.peers.iter().map(|p| (p.id, BasicNode::new(p.addr.to_string()))).collect();

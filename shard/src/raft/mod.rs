@@ -127,12 +127,14 @@ mod tests {
     use crate::store::Store;
     use crate::verifier::Verifier;
 
-    struct Builder;
+    /// Builds stores whose log has a writer thread (`true`) or writes in place.
+    struct Builder(bool);
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().unwrap();
-            let log = LogStore::open(&dir.path().join("raft-log.redb")).unwrap();
+            let path = dir.path().join("raft-log.redb");
+            let log = if self.0 { LogStore::open(&path) } else { LogStore::open_in_place(&path) }.unwrap();
             let consortium = Profile::sample().into_dev_consortium().unwrap();
             let store = Store::create(&dir.path().join("chain.redb"), ChainId(1), &consortium, Timestamp(0)).unwrap();
             let sm = StateMachine::new(
@@ -146,7 +148,12 @@ mod tests {
 
     #[test]
     fn openraft_storage_suite_passes_on_the_redb_log_and_chain_store() {
-        Suite::test_all(Builder).unwrap();
+        Suite::test_all(Builder(true)).unwrap();
+    }
+
+    #[test]
+    fn openraft_storage_suite_passes_on_the_log_written_in_place() {
+        Suite::test_all(Builder(false)).unwrap();
     }
 }
 
