@@ -168,9 +168,14 @@ impl Replica {
             ..Default::default()
         }
         .validate()?;
-        let raft =
-            Raft::new(node.node_id, Arc::new(config), Network::new(endpoint.clone(), chain.id, node.node_id), log, sm)
-                .await?;
+        let raft = Raft::new(
+            node.node_id,
+            Arc::new(config),
+            Network::new(endpoint.clone(), chain.id, Duration::from_millis(r.heartbeat_ms)),
+            log,
+            sm,
+        )
+        .await?;
         if chain.bootstrap && !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> =
                 chain.peers.iter().map(|p| (p.id, BasicNode::new(p.addr.to_string()))).collect();
