@@ -45,12 +45,18 @@ pub fn render(node: u64, replicas: &HashMap<u32, Arc<Replica>>) -> String {
     metric("elchain_verify_queue", "Transactions waiting for signature verification.", "gauge", &|r| {
         r.metrics.verify_queue.load(Ordering::Relaxed) as f64
     });
-    metric("elchain_log_appends_total", "Durable appends to the Raft log.", "counter", &|r| {
-        r.metrics.log.appends.load(Ordering::Relaxed) as f64
-    });
-    metric("elchain_log_fsync_seconds_total", "Time spent writing and fsyncing Raft log appends.", "counter", &|r| {
-        r.metrics.log.append_micros.load(Ordering::Relaxed) as f64 / 1e6
-    });
+    metric(
+        "elchain_log_appends_total",
+        "Fsynced writes of the Raft log, each holding every append queued while the previous one ran.",
+        "counter",
+        &|r| r.metrics.log.appends.load(Ordering::Relaxed) as f64,
+    );
+    metric(
+        "elchain_log_fsync_seconds_total",
+        "Time the Raft log's writer spent encoding, writing and fsyncing appends.",
+        "counter",
+        &|r| r.metrics.log.append_micros.load(Ordering::Relaxed) as f64 / 1e6,
+    );
     let apply = |r: &Replica| r.metrics.apply.clone();
     metric("elchain_apply_batches_total", "Apply calls, each one chain-store write transaction.", "counter", &|r| {
         apply(r).batches.load(Ordering::Relaxed) as f64

@@ -57,7 +57,7 @@ pub struct ReplicaMetrics {
     pub proposed_blocks: AtomicU64,
     /// Transactions waiting for signature verification at admission.
     pub verify_queue: AtomicU64,
-    /// Durable appends to the Raft log and the time they took.
+    /// The Raft log's fsynced writes and the time they took.
     pub log: Arc<crate::raft::log_store::LogMetrics>,
     /// What applying blocks costs.
     pub apply: Arc<ApplyMetrics>,
