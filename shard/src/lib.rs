@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod net;
 pub mod state;
 pub mod store;
+pub mod thread;
 pub mod verifier;
 
 pub use clock::Clock;

@@ -145,7 +145,7 @@ impl Verifier {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("verify-{}-{i}", chain.0))
-            .start_handler(|_| crate::store::lower_this_threads_priority(5))
+            .start_handler(|_| crate::thread::lower_this_threads_priority(5))
             .build()
             .expect("a rayon pool starts");
         Self { chain, batch: batch.max(1), pool }

@@ -92,6 +92,18 @@ struct Writer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+impl Writer {
+    fn send(&self, job: Job) -> Result<(), StorageError> {
+        let jobs = self.jobs.as_ref().expect("the writer outlives its handles");
+        jobs.send(job).map_err(|_| write_err("the raft log's writer has stopped"))
+    }
+}
+
+/// Tell openraft how the write of appended entries ended.
+fn report(flushed: LogFlushed<TypeConfig>, result: &Result<(), StorageError>) {
+    flushed.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         self.jobs.take();
@@ -157,11 +169,10 @@ impl LogStore {
     /// Make `write` durable after everything appended before it.
     async fn write_durably(&self, write: Write) -> Result<(), StorageError> {
         let Some(writer) = &self.writer else {
-            return self.shared.commit(|w| write(w));
+            return self.shared.commit(write);
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let jobs = writer.jobs.as_ref().expect("the writer outlives its handles");
-        jobs.send(Job::Write(write, tx)).map_err(|_| write_err("the raft log's writer has stopped"))?;
+        writer.send(Job::Write(write, tx))?;
         rx.await.map_err(|_| write_err("the raft log's writer has stopped"))?
     }
 }
@@ -219,7 +230,7 @@ fn write_loop(shared: &Shared, jobs: mpsc::Receiver<Job>) {
         };
         match job {
             Job::Write(write, done) => {
-                let _ = done.send(shared.commit(|w| write(w)));
+                let _ = done.send(shared.commit(write));
             }
             Job::Append(entries, flushed) => {
                 let (mut appends, mut callbacks) = (vec![entries], vec![flushed]);
@@ -237,9 +248,7 @@ fn write_loop(shared: &Shared, jobs: mpsc::Receiver<Job>) {
                 }
                 let result = shared.append(&appends);
                 for flushed in callbacks {
-                    flushed.log_io_completed(
-                        result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
-                    );
+                    report(flushed, &result);
                 }
             }
         }
@@ -332,7 +341,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Arc<Entry>> = entries.into_iter().map(Arc::new).collect();
         let Some(writer) = &self.writer else {
             let result = self.shared.append(std::slice::from_ref(&entries));
-            callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            report(callback, &result);
             return result;
         };
         {
@@ -341,8 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 pending.insert(e.get_log_id().index, e.clone());
             }
         }
-        let jobs = writer.jobs.as_ref().expect("the writer outlives its handles");
-        jobs.send(Job::Append(entries, callback)).map_err(|_| write_err("the raft log's writer has stopped"))
+        writer.send(Job::Append(entries, callback))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {

@@ -149,7 +149,7 @@ impl StoreSync {
         if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let (sync, to_flush) = (self.clone(), store.clone());
             let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
-                crate::store::lower_this_threads_priority(10);
+                crate::thread::lower_this_threads_priority(10);
                 if let Err(e) = sync.write(&to_flush) {
                     tracing::warn!(chain = %to_flush.chain(), error = %e, "cannot write applied blocks to the chain store");
                 }
