@@ -103,6 +103,10 @@ pub struct StoreSync {
     syncs: AtomicU64,
     /// A background flush is running.
     running: std::sync::atomic::AtomicBool,
+    /// Hands stores to flush to the `store-flush` thread, started at the first background flush;
+    /// the thread ends when this is dropped. One long-lived thread keeps its allocator's pages
+    /// from one write to the next, where a thread per write began each with fresh ones.
+    flusher: Mutex<Option<std::sync::mpsc::Sender<Arc<Store>>>>,
 }
 
 #[derive(Debug)]
@@ -136,6 +140,7 @@ impl StoreSync {
             state: Mutex::new(SyncState { last: now, last_fsync: now, dirty: false }),
             syncs: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
+            flusher: Mutex::new(None),
         }
     }
 
@@ -146,21 +151,36 @@ impl StoreSync {
         if self.every.is_zero() || store.staged_blocks() >= MAX_STAGED_BLOCKS {
             return self.write(store);
         }
-        if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            let (sync, to_flush) = (self.clone(), store.clone());
-            let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
-                crate::thread::lower_this_threads_priority(10);
-                if let Err(e) = sync.write(&to_flush) {
-                    tracing::warn!(chain = %to_flush.chain(), error = %e, "cannot write applied blocks to the chain store");
-                }
-                sync.running.store(false, std::sync::atomic::Ordering::Release);
-            });
-            if started.is_err() {
-                self.running.store(false, std::sync::atomic::Ordering::Release);
-                return self.write(store);
-            }
+        if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) && !self.flush_in_background(store) {
+            self.running.store(false, std::sync::atomic::Ordering::Release);
+            return self.write(store);
         }
         Ok(())
+    }
+
+    /// Hand `store` to the `store-flush` thread (started now if it is not running); false when
+    /// no thread can take it.
+    fn flush_in_background(self: &Arc<Self>, store: &Arc<Store>) -> bool {
+        let mut flusher = self.flusher.lock().expect("flusher lock");
+        if flusher.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<Store>>();
+            let sync = Arc::downgrade(self);
+            let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
+                crate::thread::lower_this_threads_priority(10);
+                for store in rx {
+                    let Some(sync) = sync.upgrade() else { break };
+                    if let Err(e) = sync.write(&store) {
+                        tracing::warn!(chain = %store.chain(), error = %e, "cannot write applied blocks to the chain store");
+                    }
+                    sync.running.store(false, std::sync::atomic::Ordering::Release);
+                }
+            });
+            if started.is_err() {
+                return false;
+            }
+            *flusher = Some(tx);
+        }
+        flusher.as_ref().is_some_and(|tx| tx.send(store.clone()).is_ok())
     }
 
     /// Note that blocks were staged; true when a flush is due.
