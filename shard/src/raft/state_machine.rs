@@ -180,7 +180,12 @@ impl StoreSync {
             }
             *flusher = Some(tx);
         }
-        flusher.as_ref().is_some_and(|tx| tx.send(store.clone()).is_ok())
+        let sent = flusher.as_ref().is_some_and(|tx| tx.send(store.clone()).is_ok());
+        if !sent {
+            // The thread is gone (it panicked): the next background flush starts another.
+            *flusher = None;
+        }
+        sent
     }
 
     /// Note that blocks were staged; true when a flush is due.
