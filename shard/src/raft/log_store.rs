@@ -22,6 +22,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, Vote};
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::{io_error, Entry, NodeId, StorageError, TypeConfig};
 
@@ -190,8 +191,7 @@ impl Shared {
         w.set_durability(Durability::Immediate);
         write(&w)?;
         if let Some(committed) = self.committed.lock().expect("committed lock").take() {
-            let bytes = bincode::serialize(&committed).map_err(write_err)?;
-            w.open_table(RAFT_META).map_err(write_err)?.insert(COMMITTED, &bytes[..]).map_err(write_err)?;
+            put_meta(&w, COMMITTED, &committed)?;
         }
         w.commit().map_err(write_err)
     }
@@ -221,6 +221,13 @@ impl Shared {
         self.metrics.append_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         Ok(())
     }
+}
+
+/// Put `value` under `key` in the log's metadata within `w`.
+fn put_meta<T: Serialize>(w: &WriteTransaction, key: &str, value: &T) -> Result<(), StorageError> {
+    let bytes = bincode::serialize(value).map_err(write_err)?;
+    w.open_table(RAFT_META).map_err(write_err)?.insert(key, &bytes[..]).map_err(write_err)?;
+    Ok(())
 }
 
 /// The writer thread: everything appended while the last fsync ran goes into the next one.
@@ -313,12 +320,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         // Raft's safety rests on the vote: durable before anyone hears of it.
-        let bytes = bincode::serialize(vote).map_err(write_err)?;
-        self.write_durably(Box::new(move |w| {
-            w.open_table(RAFT_META).map_err(write_err)?.insert(VOTE, &bytes[..]).map_err(write_err)?;
-            Ok(())
-        }))
-        .await
+        let vote = *vote;
+        self.write_durably(Box::new(move |w| put_meta(w, VOTE, &vote))).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -370,14 +373,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         let index = log_id.index;
-        {
-            let mut pending = self.shared.pending.lock().expect("pending lock");
-            let kept = pending.split_off(&(index + 1));
-            *pending = kept;
-        }
-        let bytes = bincode::serialize(&log_id).map_err(write_err)?;
+        self.shared.pending.lock().expect("pending lock").retain(|&i, _| i > index);
         self.write_durably(Box::new(move |w| {
-            w.open_table(RAFT_META).map_err(write_err)?.insert(LAST_PURGED, &bytes[..]).map_err(write_err)?;
+            put_meta(w, LAST_PURGED, &log_id)?;
             w.open_table(LOG).map_err(write_err)?.retain(|k, _| k > index).map_err(write_err)
         }))
         .await
