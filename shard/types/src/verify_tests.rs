@@ -209,3 +209,65 @@ fn batch_fails_when_any_member_fails_and_single_checks_find_it() {
     let failing: Vec<usize> = view.iter().enumerate().filter(|(_, i)| !verify_one(**i)).map(|(n, _)| n).collect();
     assert_eq!(failing, vec![0, 17, 63]);
 }
+
+#[test]
+fn one_key_signing_many_items_is_checked_item_by_item() {
+    // The batch folds one key's coefficients together; a single bad item among many by the same
+    // key, or the same message signed twice with one bad copy, must still fail the batch.
+    let kp = Keypair::dev("department");
+    let msgs: Vec<[u8; 32]> = (0..32u8).map(|i| [i; 32]).collect();
+    let mut sigs: Vec<[u8; 64]> = msgs.iter().map(|m| kp.sign(m)).collect();
+    let key = kp.public();
+    let batch = |sigs: &[[u8; 64]]| {
+        let items: Vec<SigItem<'_>> =
+            msgs.iter().zip(sigs).map(|(m, s)| SigItem { key: &key, msg: m, sig: s }).collect();
+        verify_batch(&items)
+    };
+    assert!(batch(&sigs));
+    sigs[20] = kp.sign(&[99u8; 32]);
+    assert!(!batch(&sigs), "a valid signature over another message");
+    sigs[20] = kp.sign(&msgs[20]);
+    sigs[5][33] ^= 4;
+    assert!(!batch(&sigs), "a corrupted s");
+}
+
+#[test]
+fn keys_kept_from_earlier_batches_give_the_same_verdicts() {
+    // The first round decompresses and keeps the keys, the later ones find them kept: verdicts
+    // (good, wrong message, key not on the curve, small-order key) must not change.
+    let kp = Keypair::dev("kept");
+    let msg = [6u8; 32];
+    let sig = kp.sign(&msg);
+    let mut off_curve = [3u8; 32];
+    while CompressedEdwardsY(off_curve).decompress().is_some() {
+        off_curve[0] += 1;
+    }
+    let small = PublicKey(EIGHT_TORSION[1].compress().to_bytes());
+    for round in 0..3 {
+        assert_eq!(verdicts(kp.public(), msg, sig), (true, true), "round {round}");
+        assert_eq!(verdicts(kp.public(), [7u8; 32], sig), (false, false), "round {round}");
+        assert_eq!(verdicts(PublicKey(off_curve), msg, sig), (false, false), "round {round}");
+        assert_eq!(verdicts(small, msg, sig), (false, false), "round {round}");
+    }
+}
+
+#[test]
+fn the_key_cache_starting_again_changes_no_verdict() {
+    // More distinct keys than a thread keeps: the cache empties and refills on the way.
+    let keys: Vec<Keypair> = (0..KEY_CACHE_ENTRIES / 64 + 2).map(|i| Keypair::dev(&format!("many-{i}"))).collect();
+    let msg = [8u8; 32];
+    let signed: Vec<(PublicKey, [u8; 64])> = keys.iter().map(|k| (k.public(), k.sign(&msg))).collect();
+    for _ in 0..65 {
+        let items: Vec<SigItem<'_>> = signed.iter().map(|(k, s)| SigItem { key: k, msg: &msg, sig: s }).collect();
+        assert!(verify_batch(&items));
+    }
+    // Fill the cache past its bound with fresh points directly.
+    let mut rng = StdRng::seed_from_u64(10);
+    for _ in 0..KEY_CACHE_ENTRIES + 1 {
+        let p = (random_scalar(&mut rng) * B).compress().to_bytes();
+        assert!(key_point(&p).is_some());
+    }
+    KEYS.with_borrow(|k| assert!(k.len() <= KEY_CACHE_ENTRIES));
+    let items: Vec<SigItem<'_>> = signed.iter().map(|(k, s)| SigItem { key: k, msg: &msg, sig: s }).collect();
+    assert!(verify_batch(&items));
+}
