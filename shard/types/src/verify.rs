@@ -16,7 +16,7 @@
 //! Single signatures are checked by `ed25519-zebra`. Batches are checked here, with the same
 //! cofactored equation over `curve25519-dalek`, for two reasons the profile showed: members and
 //! busy holders sign again and again, so each verifying thread keeps the keys it has
-//! decompressed (a square root per key, a third of a batch's cost when every key is new); and the
+//! decompressed (a square root per key, which zebra's batch API recomputes every batch); and the
 //! batch's random coefficients come from one ChaCha20 stream seeded from the system per batch,
 //! not from one system call per signature.
 
@@ -104,7 +104,7 @@ pub fn verify_one(item: SigItem<'_>) -> bool {
 }
 
 /// Decompressed keys a verifying thread keeps; when full it starts again. Members (a few dozen
-/// per consortium) and busy holders stay in it; 8,192 points are 1.3 MB per thread.
+/// per consortium) and busy holders stay in it; 8,192 points take about 1.6 MB per thread.
 const KEY_CACHE_ENTRIES: usize = 8192;
 
 thread_local! {
