@@ -82,10 +82,12 @@ pub struct Args {
     /// Transactions per submission.
     #[arg(long, default_value_t = 250)]
     batch: usize,
-    /// With `--rate max`: transactions signed ahead per submitter (the run ends early when they
-    /// are used up). With a numeric rate, exactly what the schedule needs is signed.
-    #[arg(long, default_value_t = 40_000)]
-    txs_per_client: usize,
+    /// With `--rate max`: transactions signed ahead per submitter (the run ends early, with a
+    /// warning, when they are used up). Default: enough for `--duration` at 2,000 tx/s per
+    /// submitter, at most 2,000,000 over all submitters, at least 40,000. With a numeric rate,
+    /// exactly what the schedule needs is signed.
+    #[arg(long)]
+    txs_per_client: Option<usize>,
     /// With a numeric rate: batches a submitter may have outstanding; a batch that finds none free
     /// waits for one and is counted late.
     #[arg(long, default_value_t = 16)]
@@ -447,6 +449,22 @@ async fn open_loop(
 /// submitter, 8–18% of a 7,000 tx/s run).
 const NOMINAL_TX_PER_SECOND_PER_SUBMITTER: f64 = 2000.0;
 
+/// Closed loop without `--txs-per-client`: enough pre-signed transactions for `duration` seconds
+/// at [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] (no submitter here sends faster), so that a run
+/// lasts as long as asked; at most [`MAX_PRESIGNED`] over all submitters, whose signing takes
+/// time and memory before the run; at least [`MIN_PRESIGNED_PER_SUBMITTER`].
+fn closed_loop_txs_per_client(duration: u64, submitters: usize) -> usize {
+    let for_duration = (duration as f64 * NOMINAL_TX_PER_SECOND_PER_SUBMITTER).ceil() as usize;
+    for_duration.min(MAX_PRESIGNED / submitters.max(1)).max(MIN_PRESIGNED_PER_SUBMITTER)
+}
+
+/// Pre-signed transactions over all submitters at most, unless `--txs-per-client` says more:
+/// they are all signed, and held in memory, before the timed window.
+const MAX_PRESIGNED: usize = 2_000_000;
+
+/// Pre-signed transactions per submitter at least, unless `--txs-per-client` says fewer.
+const MIN_PRESIGNED_PER_SUBMITTER: usize = 40_000;
+
 /// Sign every stream's transactions (one thread per stream) and cut them into batches. Each
 /// batch is dated (its `valid_until`, grant windows) as if signed when it is sent, as a client
 /// signs just before sending: at its slot of the open-loop schedule (`interval` apart), or at
@@ -658,7 +676,7 @@ impl Args {
         self.replicas = g.replicas;
         self.duration = g.duration;
         self.clients = g.clients;
-        self.txs_per_client = g.txs_per_client;
+        self.txs_per_client = Some(g.txs_per_client);
         self.rate = Rate::Max;
         self.via_router = false;
         self.relays = false;
@@ -684,7 +702,9 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
     let submitters = args.chains as usize * args.clients;
     // Open loop: each submitter sends `batch` every `interval`, and exactly that much is signed.
     let (per_stream, interval) = match args.rate {
-        Rate::Max => (args.txs_per_client, None),
+        Rate::Max => {
+            (args.txs_per_client.unwrap_or_else(|| closed_loop_txs_per_client(args.duration, submitters)), None)
+        }
         Rate::PerSecond(r) => {
             let per_submitter = r / submitters as f64;
             let interval = Duration::from_secs_f64(args.batch as f64 / per_submitter);
@@ -897,4 +917,22 @@ pub(crate) fn print_report(r: &Report) {
         r.load_cpu_us_per_tx
     );
     println!("  other processes on this machine used {:.1} CPU-seconds meanwhile", r.other_cpu_s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closed_loop_signs_enough_for_the_duration_within_bounds() {
+        // The 60-second runs: 8 submitters get 120,000 each, enough for 16,000 tx/s.
+        assert_eq!(closed_loop_txs_per_client(60, 8), 120_000);
+        // Short runs keep the old floor.
+        assert_eq!(closed_loop_txs_per_client(10, 8), MIN_PRESIGNED_PER_SUBMITTER);
+        // Many chains share the cap: 4 chains x 8 submitters for 60 s get 62,500 each.
+        assert_eq!(closed_loop_txs_per_client(60, 32), MAX_PRESIGNED / 32);
+        // But never below the floor (8 chains x 8 submitters), and no division by zero.
+        assert_eq!(closed_loop_txs_per_client(60, 64), MIN_PRESIGNED_PER_SUBMITTER);
+        assert_eq!(closed_loop_txs_per_client(60, 0), MAX_PRESIGNED.min(120_000));
+    }
 }
