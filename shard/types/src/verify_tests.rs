@@ -180,12 +180,17 @@ fn key_not_on_the_curve_is_refused_in_both_modes() {
     let kp = Keypair::dev("x");
     let msg = [5u8; 32];
     let sig = kp.sign(&msg);
-    // Find an encoding that does not decompress.
-    let mut key = [2u8; 32];
+    assert_eq!(verdicts(PublicKey(off_curve(2)), msg, sig), (false, false));
+}
+
+/// A canonical-looking encoding (`fill` repeated, first byte counted up) that does not
+/// decompress to a curve point.
+fn off_curve(fill: u8) -> [u8; 32] {
+    let mut key = [fill; 32];
     while CompressedEdwardsY(key).decompress().is_some() {
         key[0] += 1;
     }
-    assert_eq!(verdicts(PublicKey(key), msg, sig), (false, false));
+    key
 }
 
 #[test]
@@ -238,10 +243,7 @@ fn keys_kept_from_earlier_batches_give_the_same_verdicts() {
     let kp = Keypair::dev("kept");
     let msg = [6u8; 32];
     let sig = kp.sign(&msg);
-    let mut off_curve = [3u8; 32];
-    while CompressedEdwardsY(off_curve).decompress().is_some() {
-        off_curve[0] += 1;
-    }
+    let off_curve = off_curve(3);
     let small = PublicKey(EIGHT_TORSION[1].compress().to_bytes());
     for round in 0..3 {
         assert_eq!(verdicts(kp.public(), msg, sig), (true, true), "round {round}");
