@@ -127,9 +127,10 @@ pub struct Args {
     /// slowdown that shows the gate failing.
     #[arg(long, default_value_t = 0)]
     inject_apply_delay_ms: u64,
-    /// Replicas write applied blocks to their chain store this often (`[raft] state_sync_ms`):
-    /// shorter spreads the writes thinner, longer writes shared pages once.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    /// Replicas write applied blocks to their chain store this often (`[raft] state_sync_ms`),
+    /// sooner when 100,000 transactions wait: shorter spreads the writes thinner, longer writes
+    /// shared pages once.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
     state_sync_ms: u64,
     /// Of those writes, fsync one at most this often (`[raft] state_fsync_ms`); the others go to
     /// the kernel's writeback without waiting.

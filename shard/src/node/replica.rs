@@ -40,7 +40,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::{current, ApplyMetrics, SharedStore, StateMachine, StoreSync};
 use crate::raft::{BlockApplied, BlockProposal, ChainRaft, NodeId};
 use crate::state::{Key, StateReads, StateView};
-use crate::store::{Commit, Store};
+use crate::store::Store;
 use crate::verifier::{CheckedTx, VerdictCache, Verifier, DEFAULT_BATCH};
 
 /// Header hashes of applied blocks kept in memory for checkpoint gathering.
@@ -397,9 +397,9 @@ impl Replica {
         }
         let already = store.checkpoint(cp.height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            if let Err(e) = store.put_checkpoint(&cp, Commit::Deferred) {
-                warn!(chain = %self.chain, height = cp.height, error = %e, "cannot store checkpoint");
-            }
+            store.put_checkpoint(&cp);
+            // A quiet chain writes it within `state_sync_ms` all the same.
+            self.sync.note_staged();
         }
     }
 
@@ -445,11 +445,10 @@ impl Replica {
         cp.signatures.sort_by_key(|s| s.node);
         let already = store.checkpoint(height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            // Durable with the chain store's next sync, like the blocks themselves.
-            if let Err(e) = store.put_checkpoint(&cp, Commit::Deferred) {
-                warn!(chain = %self.chain, height, error = %e, "cannot store checkpoint");
-                return;
-            }
+            // Written and made durable with the chain store's next flush, like the blocks; a
+            // quiet chain writes it within `state_sync_ms` all the same.
+            store.put_checkpoint(&cp);
+            self.sync.note_staged();
         }
         if cp.signatures.len() >= self.voters().len() {
             let mut pending = self.pending.lock().expect("pending lock");

@@ -119,9 +119,14 @@ struct SyncState {
     dirty: bool,
 }
 
-/// Staged blocks at most, whatever the time (they are held in memory): past this, applying
-/// waits for a flush.
-const MAX_STAGED_BLOCKS: usize = 128;
+/// Staged transactions that start a flush before `every` has passed: a fast chain writes as
+/// many at a time as a slower one does in `every`, and holds fewer in memory.
+const FLUSH_AT_TXS: usize = 100_000;
+
+/// Staged transactions at most, whatever the time (held in memory, 1–2 KB each with their state
+/// changes): past this, applying waits for a flush. Four times [`FLUSH_AT_TXS`], so that a flush
+/// running late at nice 10 on a busy machine does not stop applying.
+const MAX_STAGED_TXS: usize = 4 * FLUSH_AT_TXS;
 
 impl StoreSync {
     /// Flush at most `every` apart (zero: at every apply), each flush durable (fsynced).
@@ -148,9 +153,11 @@ impl StoreSync {
     /// much is staged).
     fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<(), crate::store::StoreError> {
         let due = self.note_staged();
-        if self.every.is_zero() || store.staged_blocks() >= MAX_STAGED_BLOCKS {
+        let staged = if self.every.is_zero() { 0 } else { store.staged_txs() };
+        if self.every.is_zero() || staged >= MAX_STAGED_TXS {
             return self.write(store);
         }
+        let due = due || staged >= FLUSH_AT_TXS;
         if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) && !self.flush_in_background(store) {
             self.running.store(false, std::sync::atomic::Ordering::Release);
             return self.write(store);
@@ -188,7 +195,7 @@ impl StoreSync {
         sent
     }
 
-    /// Note that blocks were staged; true when a flush is due.
+    /// Note that blocks (or checkpoints) were staged; true when a flush is due.
     pub(crate) fn note_staged(&self) -> bool {
         let mut s = self.state.lock().expect("sync lock");
         s.dirty = true;
@@ -197,16 +204,19 @@ impl StoreSync {
 
     /// Flush `store` if blocks have waited for longer than the bound; true when it flushed.
     /// Also fsyncs writes that were not, once the fsync interval has passed (a quiet chain).
+    /// Nothing is done while the `store-flush` thread is writing.
     pub fn flush_due(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
         let due = {
             let s = self.state.lock().expect("sync lock");
             (s.dirty && s.last.elapsed() >= self.every)
                 || (store.unsynced() && s.last_fsync.elapsed() >= self.fsync_every)
         };
-        if due {
-            self.write(store)?;
+        if !due || self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(false);
         }
-        Ok(due)
+        let written = self.write(store);
+        self.running.store(false, std::sync::atomic::Ordering::Release);
+        written.map(|()| true)
     }
 
     /// Flush `store` now, durably.

@@ -8,7 +8,7 @@
 //! read at once (blocks, state, tx index, tip) and are written to the file in one transaction by
 //! the next [`Store::flush`], every `[raft] state_sync_ms`. Its Raft log is durable before a block
 //! is applied, so a crash only rolls the store back to its last flush, and the replica applies the
-//! log again from there. Writing a second of blocks at once instead of block by block matters:
+//! log again from there. Writing seconds of blocks at once instead of block by block matters:
 //! the B-trees copy every page they change on each commit, and random keys (transaction ids,
 //! grants) change about one page each, so changes that share pages share their copies.
 
@@ -132,6 +132,10 @@ pub struct Store {
     staged: Mutex<Vec<Arc<Segment>>>,
     /// Held while staged segments are written out: one flush at a time.
     flushing: Mutex<()>,
+    /// Checkpoints gathered since the last flush, by height; the next flush writes them. Storing
+    /// one never waits for a flush in progress (redb has one writer at a time): checkpoints are
+    /// gathered on the node's network tasks, which must not stop for the seconds a flush takes.
+    checkpoints: Mutex<std::collections::BTreeMap<u64, Checkpoint>>,
     /// The file, opened again to start writeback of its pages (Linux).
     file: Option<std::fs::File>,
     /// A [`Commit::Deferred`] commit has not been made durable by a later durable one yet.
@@ -142,6 +146,8 @@ pub struct Store {
 #[derive(Debug, Default)]
 struct Segment {
     blocks: Vec<Block>,
+    /// Transactions in `blocks`.
+    txs: usize,
     writes: crate::state::Writes,
     meta: Vec<(String, Vec<u8>)>,
 }
@@ -202,6 +208,7 @@ impl Store {
             chain,
             staged: Mutex::default(),
             flushing: Mutex::default(),
+            checkpoints: Mutex::default(),
             file,
             unsynced: AtomicBool::new(false),
         }
@@ -366,15 +373,17 @@ impl Store {
             prev = *header;
         }
         let meta = extra.iter().map(|(k, v)| (k.to_string(), v.to_vec()));
+        let txs = blocks.iter().map(|b| b.txs.len()).sum();
         let mut staged = self.staged.lock().expect("staged lock");
         // Fold into the last segment when nothing else holds it (no view, no flush in progress):
         // every read looks through each segment, so fewer is faster.
         if let Some(last) = staged.last_mut().and_then(Arc::get_mut) {
+            last.txs += txs;
             last.blocks.extend(blocks);
             last.writes.extend(writes);
             last.meta.extend(meta);
         } else {
-            staged.push(Arc::new(Segment { blocks, writes, meta: meta.collect() }));
+            staged.push(Arc::new(Segment { blocks, txs, writes, meta: meta.collect() }));
         }
         Ok(())
     }
@@ -384,17 +393,30 @@ impl Store {
         self.staged.lock().expect("staged lock").iter().map(|s| s.blocks.len()).sum()
     }
 
+    /// Transactions in the blocks staged and not written to the file yet.
+    pub fn staged_txs(&self) -> usize {
+        self.staged.lock().expect("staged lock").iter().map(|s| s.txs).sum()
+    }
+
     /// Write every staged block, state change and metadata entry to the file in one write
     /// transaction. With [`Commit::Durable`] it is fsynced before this returns, and so is
     /// every earlier commit. Nothing to write and nothing to make durable: nothing is done.
     pub fn flush(&self, how: Commit) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().expect("flush lock");
+        // Checkpoints first: each is of a block staged before it, so the segments taken next hold
+        // every block a written checkpoint is of.
+        let checkpoints = self.checkpoints.lock().expect("checkpoints lock").clone();
         let segments = self.segments();
-        if segments.is_empty() && (how == Commit::Deferred || !self.unsynced()) {
+        if segments.is_empty() && checkpoints.is_empty() && (how == Commit::Deferred || !self.unsynced()) {
             return Ok(());
         }
         let w = self.begin_write(how)?;
         {
+            let mut table = w.open_table(CHECKPOINTS)?;
+            for (height, cp) in &checkpoints {
+                table.insert(*height, &cp.to_bytes()[..])?;
+            }
+            drop(table);
             let mut table = w.open_table(BLOCKS)?;
             for b in segments.iter().flat_map(|s| &s.blocks) {
                 table.insert(b.header.height, &b.to_bytes()[..])?;
@@ -441,6 +463,8 @@ impl Store {
         self.commit_as(w, how)?;
         // Only this flush removes segments, and staging only appends: the first ones are ours.
         self.staged.lock().expect("staged lock").drain(..segments.len());
+        // A checkpoint that gained signatures meanwhile waits for the next flush.
+        self.checkpoints.lock().expect("checkpoints lock").retain(|h, cp| checkpoints.get(h) != Some(cp));
         Ok(())
     }
 
@@ -566,15 +590,17 @@ impl Store {
         reader.get().map(Some).map_err(|e| corrupt(format!("block {height}"), e))
     }
 
-    /// Store a checkpoint beside its block (replacing one with fewer signatures).
-    pub fn put_checkpoint(&self, cp: &Checkpoint, how: Commit) -> Result<(), StoreError> {
-        let w = self.begin_write(how)?;
-        w.open_table(CHECKPOINTS)?.insert(cp.height, &cp.to_bytes()[..])?;
-        self.commit_as(w, how)
+    /// Store a checkpoint beside its block (replacing one with fewer signatures). Every read sees
+    /// it at once; the next [`Store::flush`] writes it to the file, as it does staged blocks.
+    pub fn put_checkpoint(&self, cp: &Checkpoint) {
+        self.checkpoints.lock().expect("checkpoints lock").insert(cp.height, cp.clone());
     }
 
     /// The checkpoint of block `height`, if one was gathered.
     pub fn checkpoint(&self, height: u64) -> Result<Option<Checkpoint>, StoreError> {
+        if let Some(cp) = self.checkpoints.lock().expect("checkpoints lock").get(&height) {
+            return Ok(Some(cp.clone()));
+        }
         let r = self.db.begin_read()?;
         let t = r.open_table(CHECKPOINTS)?;
         let Some(v) = t.get(height)? else { return Ok(None) };
@@ -589,6 +615,9 @@ impl Store {
         for e in t.iter()? {
             out.push(e?.0.value());
         }
+        out.extend(self.checkpoints.lock().expect("checkpoints lock").keys());
+        out.sort_unstable();
+        out.dedup();
         Ok(out)
     }
 

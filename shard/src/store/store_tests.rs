@@ -402,3 +402,51 @@ fn a_store_knows_whether_a_commit_still_waits_for_an_fsync() {
     std::fs::copy(l.store().path(), &copy).unwrap();
     assert_eq!(Store::open(&copy).unwrap().tip().unwrap(), l.tip().unwrap());
 }
+
+#[test]
+fn checkpoints_are_read_at_once_and_written_by_the_next_flush_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(15, 2);
+    let l = ledger(dir.path());
+    fill(&l, &blocks);
+    let header = l.store().header(2).unwrap().unwrap();
+    let sig = |node: u64| elchain_types::block::CheckpointSig {
+        node,
+        key: elchain_types::crypto::Keypair::dev(&format!("replica-{node}")).public(),
+        sig: [node as u8; 64],
+    };
+    let cp = |nodes: &[u64]| elchain_types::block::Checkpoint {
+        chain: ChainId(1),
+        height: 2,
+        header_hash: header.hash(),
+        signatures: nodes.iter().map(|n| sig(*n)).collect(),
+    };
+    // A flush in progress holds redb's one write transaction; storing a checkpoint meanwhile
+    // neither waits for it nor fails.
+    let writer = l.store().db().begin_write().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            l.store().put_checkpoint(&cp(&[1, 2]));
+            done.send(l.store().checkpoint(2).unwrap()).unwrap();
+        });
+        let seen =
+            finished.recv_timeout(std::time::Duration::from_secs(10)).expect("put_checkpoint waited for a writer");
+        assert_eq!(seen, Some(cp(&[1, 2])));
+    });
+    writer.abort().unwrap();
+    assert_eq!(l.store().checkpoint_heights().unwrap(), vec![2]);
+    // Not in the file until a flush writes it (the one with three signatures replaces the one with
+    // two); then in the file, and no longer held in memory.
+    let before = dir.path().join("before.redb");
+    std::fs::copy(l.store().path(), &before).unwrap();
+    assert_eq!(Store::open(&before).unwrap().checkpoint(2).unwrap(), None);
+    l.store().put_checkpoint(&cp(&[1, 2, 3]));
+    l.store().flush(Commit::Durable).unwrap();
+    assert!(l.store().checkpoints.lock().unwrap().is_empty());
+    let after = dir.path().join("after.redb");
+    std::fs::copy(l.store().path(), &after).unwrap();
+    let copy = Store::open(&after).unwrap();
+    assert_eq!(copy.checkpoint(2).unwrap(), Some(cp(&[1, 2, 3])));
+    assert_eq!(copy.checkpoint_heights().unwrap(), vec![2]);
+}
