@@ -79,8 +79,9 @@ impl Default for Settings {
             meta: false,
             base_port: None,
             apply_delay_ms: 0,
-            state_sync_ms: 1000,
-            state_fsync_ms: 10_000,
+            // What a node runs with when its configuration does not say.
+            state_sync_ms: elchain_shard::node::config::RaftConfig::default().state_sync_ms,
+            state_fsync_ms: elchain_shard::node::config::RaftConfig::default().state_fsync_ms,
             ack_before_commit: false,
         }
     }
