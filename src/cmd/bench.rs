@@ -451,8 +451,9 @@ async fn open_loop(
 const NOMINAL_TX_PER_SECOND_PER_SUBMITTER: f64 = 2000.0;
 
 /// Closed loop without `--txs-per-client`: enough pre-signed transactions for `duration` seconds
-/// at [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] (no submitter here sends faster), so that a run
-/// lasts as long as asked; at most [`MAX_PRESIGNED`] over all submitters, whose signing takes
+/// at [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] (about what each of 8 submitters sends to a
+/// three-replica chain on the CI-class machines; fewer submitters per chain or a faster machine
+/// send more, and then need `--txs-per-client`), so that a run lasts as long as asked; at most [`MAX_PRESIGNED`] over all submitters, whose signing takes
 /// time and memory before the run; at least [`MIN_PRESIGNED_PER_SUBMITTER`].
 fn closed_loop_txs_per_client(duration: u64, submitters: usize) -> usize {
     let for_duration = (duration as f64 * NOMINAL_TX_PER_SECOND_PER_SUBMITTER).ceil() as usize;

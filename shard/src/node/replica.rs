@@ -397,10 +397,15 @@ impl Replica {
         }
         let already = store.checkpoint(cp.height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            store.put_checkpoint(&cp);
-            // A quiet chain writes it within `state_sync_ms` all the same.
-            self.sync.note_staged();
+            self.keep_checkpoint(&store, &cp);
         }
+    }
+
+    /// Stage `cp` in the chain store: written and made durable with its next flush, like the
+    /// blocks, and within `state_sync_ms` on a quiet chain too.
+    fn keep_checkpoint(&self, store: &Store, cp: &Checkpoint) {
+        store.put_checkpoint(cp);
+        self.sync.note_staged();
     }
 
     fn add_checkpoint_sig(&self, height: u64, hash: Hash32, sig: CheckpointSig) {
@@ -445,10 +450,7 @@ impl Replica {
         cp.signatures.sort_by_key(|s| s.node);
         let already = store.checkpoint(height).ok().flatten().map_or(0, |c| c.signatures.len());
         if cp.signatures.len() > already {
-            // Written and made durable with the chain store's next flush, like the blocks; a
-            // quiet chain writes it within `state_sync_ms` all the same.
-            store.put_checkpoint(&cp);
-            self.sync.note_staged();
+            self.keep_checkpoint(&store, &cp);
         }
         if cp.signatures.len() >= self.voters().len() {
             let mut pending = self.pending.lock().expect("pending lock");

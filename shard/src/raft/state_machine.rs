@@ -153,8 +153,11 @@ impl StoreSync {
     /// much is staged).
     fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<(), crate::store::StoreError> {
         let due = self.note_staged();
-        let staged = if self.every.is_zero() { 0 } else { store.staged_txs() };
-        if self.every.is_zero() || staged >= MAX_STAGED_TXS {
+        if self.every.is_zero() {
+            return self.write(store);
+        }
+        let staged = store.staged_txs();
+        if staged >= MAX_STAGED_TXS {
             return self.write(store);
         }
         let due = due || staged >= FLUSH_AT_TXS;
