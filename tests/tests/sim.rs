@@ -81,6 +81,30 @@ fn a_deterministic_run_replays_to_the_same_digest_from_the_command_line() {
 }
 
 #[test]
+fn a_replica_restarted_behind_a_purged_log_catches_up_by_an_exported_snapshot_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario("restart-catch-up-by-snapshot.toml");
+    let args = ["sim", "run", file.to_str().unwrap(), "--deterministic", "--seed", "1", "--out", "r.json"];
+    let o = std::process::Command::new(elchain_tests::elchain_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("ELCHAIN_LOG", "info,openraft=error")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("history: OK"), "{text}");
+    // The leader exported its store into a file and the restarted replica installed it.
+    assert!(text.contains("exported the chain store for a snapshot"), "{text}");
+    assert!(text.contains("installed snapshot"), "{text}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["verdict"]["ok"], true, "{r:#}");
+    assert_eq!(r["faults"][1]["action"], "restart", "{r:#}");
+}
+
+#[test]
 fn a_scenario_with_an_unknown_key_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(scenario("service-day.toml")).unwrap().replace("duration_s", "duration");

@@ -15,9 +15,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod snapshot;
 pub mod state_machine;
-
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +92,7 @@ openraft::declare_raft_types!(
         R = BlockApplied,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot::SnapshotFile,
 );
 
 /// A chain's Raft handle.

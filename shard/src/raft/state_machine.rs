@@ -13,8 +13,7 @@
 //! openraft then applies the log again from the applied position stored with it, and execution,
 //! being deterministic, makes the same blocks again.
 
-use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -25,6 +24,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, Snaps
 use elchain_types::contract::Consortium;
 use elchain_types::ids::{Hash32, Timestamp};
 
+use super::snapshot::SnapshotFile;
 use super::{io_error, BlockApplied, Entry, NodeId, StorageError, TypeConfig};
 use crate::exec::{Executor, LogPosition};
 use crate::state::Overlay;
@@ -47,10 +47,26 @@ pub fn current(store: &SharedStore) -> Arc<Store> {
     store.read().expect("store lock").clone()
 }
 
-#[derive(Clone)]
-struct StoredSnapshot {
+/// What a replica knows of its snapshots.
+#[derive(Default)]
+struct Snapshots {
+    /// The last snapshot built or installed: the position openraft knows, behind which it may
+    /// purge the log. Building one writes the store durably and takes its position, nothing
+    /// more: the store's file is the snapshot's state.
+    latest: Option<SnapshotMeta<NodeId, BasicNode>>,
+    /// The newest export of the store, complete or being written. It serves every replica
+    /// that needs a snapshot while it is not older than `latest`; then the next one is made.
+    export: Option<Exported>,
+    /// Exports made so far (with a per-process start): names files and snapshot ids apart.
+    exports: u64,
+}
+
+/// An export of the store into a file, for sending as a snapshot.
+struct Exported {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+    path: PathBuf,
+    /// `Some` once written: `Ok`, or why it failed.
+    done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
 }
 
 /// Applies committed entries of one chain.
@@ -60,7 +76,7 @@ pub struct StateMachine {
     path: PathBuf,
     consortium: Arc<Consortium>,
     verifier: Arc<Verifier>,
-    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    snapshots: Arc<Mutex<Snapshots>>,
     applied: Option<tokio::sync::mpsc::UnboundedSender<(u64, Hash32)>>,
     verdicts: Arc<VerdictCache>,
     apply_delay: std::time::Duration,
@@ -238,7 +254,25 @@ impl StoreSync {
         Ok(())
     }
 
+    /// Flush `store` now, durably, and read `keys` of its metadata as of that flush (see
+    /// [`Store::flush_durable_meta`]).
+    pub fn flush_durable_meta(
+        &self,
+        store: &Store,
+        keys: &[&str],
+    ) -> Result<crate::store::MetaValues, crate::store::StoreError> {
+        self.flushing(Commit::Durable, || store.flush_durable_meta(keys))
+    }
+
     fn flush_as(&self, store: &Store, how: Commit) -> Result<(), crate::store::StoreError> {
+        self.flushing(how, || store.flush(how))
+    }
+
+    fn flushing<T>(
+        &self,
+        how: Commit,
+        flush: impl FnOnce() -> Result<T, crate::store::StoreError>,
+    ) -> Result<T, crate::store::StoreError> {
         {
             let mut s = self.state.lock().expect("sync lock");
             s.dirty = false;
@@ -247,13 +281,17 @@ impl StoreSync {
                 s.last_fsync = s.last;
             }
         }
-        if let Err(e) = store.flush(how) {
-            // Still staged: the next flush writes them.
-            self.state.lock().expect("sync lock").dirty = true;
-            return Err(e);
+        match flush() {
+            Ok(v) => {
+                self.syncs.fetch_add(1, Relaxed);
+                Ok(v)
+            }
+            Err(e) => {
+                // Still staged: the next flush writes them.
+                self.state.lock().expect("sync lock").dirty = true;
+                Err(e)
+            }
         }
-        self.syncs.fetch_add(1, Relaxed);
-        Ok(())
     }
 
     /// Flushes so far.
@@ -279,23 +317,66 @@ fn decode_meta<T: serde::de::DeserializeOwned + Default>(v: Option<Vec<u8>>) -> 
     }
 }
 
+/// A snapshot id naming a log position.
+fn position_id(at: &Option<LogId<NodeId>>) -> String {
+    match at {
+        Some(l) => format!("{}-{}", l.leader_id.term, l.index),
+        None => "empty".to_string(),
+    }
+}
+
+/// Snapshot metadata from the stored applied position and membership.
+fn snapshot_meta(
+    values: crate::store::MetaValues,
+    snapshot_id: String,
+) -> Result<SnapshotMeta<NodeId, BasicNode>, StorageError> {
+    let mut values = values.into_iter();
+    let last_log_id: Option<LogId<NodeId>> = decode_meta(values.next().flatten())?;
+    let last_membership: StoredMembership<NodeId, BasicNode> = decode_meta(values.next().flatten())?;
+    Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
+}
+
+/// Resolves when the export `done` reports is written, with its error if it failed.
+fn wait_for(
+    mut done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+    Box::pin(async move {
+        let written = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| std::io::Error::other("the export stopped before it was written"))?;
+        match written.as_ref() {
+            Some(Err(e)) => Err(std::io::Error::other(format!("export failed: {e}"))),
+            _ => Ok(()),
+        }
+    })
+}
+
+/// Where a process's snapshot ids start: a replica restarted while a peer still receives its
+/// earlier export must not reuse that export's id.
+fn export_ids_start() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
 impl StateMachine {
     /// A state machine over the chain store at `store`'s path.
     pub fn new(store: SharedStore, consortium: Arc<Consortium>, verifier: Arc<Verifier>) -> Self {
         let path = current(&store).path().to_path_buf();
-        Self {
+        let sm = Self {
             store,
             path,
             consortium,
             verifier,
-            snapshot: Arc::new(Mutex::new(None)),
+            snapshots: Arc::new(Mutex::new(Snapshots { exports: export_ids_start(), ..Snapshots::default() })),
             applied: None,
             verdicts: Arc::default(),
             apply_delay: std::time::Duration::ZERO,
             sync: Arc::new(StoreSync::new(std::time::Duration::ZERO)),
             metrics: Arc::default(),
             in_place: false,
-        }
+        };
+        sm.remove_stale_snapshot_files();
+        sm
     }
 
     /// Apply on openraft's own task (the deterministic simulator, whose one thread must do all
@@ -305,6 +386,10 @@ impl StateMachine {
     /// gives an AppendEntries one heartbeat interval).
     pub fn in_place(mut self, in_place: bool) -> Self {
         self.in_place = in_place;
+        if in_place {
+            // Reproducible snapshot ids.
+            self.snapshots.lock().expect("snapshot lock").exports = 0;
+        }
         self
     }
 
@@ -432,34 +517,87 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Write what is staged, then export the whole store with its applied position.
-    fn snapshot_now(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>), StorageError> {
-        // openraft may purge the log up to the snapshot once it is built: the state it replaces
-        // must be on disk first.
+    /// Build a snapshot: write what is staged durably and take the position it reaches. The
+    /// log behind that position may be purged from here on, so it must be on disk first. No
+    /// bytes are made: the store's file holds the state, and an export is made only when a
+    /// replica needs one ([`StateMachine::current_snapshot`]).
+    fn snapshot_now(&self) -> Result<SnapshotMeta<NodeId, BasicNode>, StorageError> {
         let store = current(&self.store);
-        self.sync.flush(&store).map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        let (data, meta) = store
-            .export_with_meta(&[META_APPLIED, META_MEMBERSHIP])
-            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        let mut meta = meta.into_iter();
-        let last_log_id: Option<LogId<NodeId>> = decode_meta(meta.next().flatten())?;
-        let last_membership: StoredMembership<NodeId, BasicNode> = decode_meta(meta.next().flatten())?;
-        let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot { meta: meta.clone(), data: data.clone() });
-        tracing::info!(chain = %store.chain(), bytes = data.len(), last = ?meta.last_log_id, "built snapshot");
-        Ok((meta, data))
+        let values = self
+            .sync
+            .flush_durable_meta(&store, &[META_APPLIED, META_MEMBERSHIP])
+            .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        let meta = snapshot_meta(values, String::new())?;
+        let meta = SnapshotMeta { snapshot_id: position_id(&meta.last_log_id), ..meta };
+        self.snapshots.lock().expect("snapshot lock").latest = Some(meta.clone());
+        tracing::info!(chain = %store.chain(), last = ?meta.last_log_id, "snapshot taken");
+        Ok(meta)
     }
 
-    /// Replace the store with the one a snapshot carries.
-    fn install_now(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: Vec<u8>) -> Result<(), StorageError> {
+    /// The snapshot to send to a replica: the newest export if it is not older than the last
+    /// snapshot built, else a new export of the store as it is now (at or past that snapshot),
+    /// written on a thread of its own while the sender waits for it. None before any snapshot
+    /// was built or installed (openraft builds one at start when the log is purged).
+    fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let mut s = self.snapshots.lock().expect("snapshot lock");
+        let Some(latest) = s.latest.clone() else {
+            return Ok(None);
+        };
+        let err = |e: &dyn std::fmt::Display| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
+        if let Some(e) = s.export.as_ref().filter(|e| e.meta.last_log_id >= latest.last_log_id) {
+            let file = SnapshotFile::reader(&e.path, Some(wait_for(e.done.clone())), self.in_place)
+                .map_err(|x| err(&format!("open {}: {x}", e.path.display())))?;
+            return Ok(Some(Snapshot { meta: e.meta.clone(), snapshot: Box::new(file) }));
+        }
+        let store = current(&self.store);
+        let export = store.begin_export().map_err(|e| err(&e))?;
+        s.exports += 1;
+        let id = format!("{}-{}", position_id(&latest.last_log_id), s.exports);
+        let meta = snapshot_meta(export.meta(&[META_APPLIED, META_MEMBERSHIP]).map_err(|e| err(&e))?, id)?;
+        let path = self.path.with_extension(format!("snapshot-{}", meta.snapshot_id));
+        let out = std::fs::File::create(&path).map_err(|e| err(&format!("create {}: {e}", path.display())))?;
+        let (tx, done) = tokio::sync::watch::channel(None);
+        let chain = store.chain();
+        let (snapshot_id, to) = (meta.snapshot_id.clone(), path.clone());
+        let write = move || {
+            let started = std::time::Instant::now();
+            let mut out = out;
+            let written = export.write_to(&mut out);
+            match &written {
+                Ok(bytes) => tracing::info!(%chain, id = %snapshot_id, bytes, file = %to.display(),
+                    seconds = started.elapsed().as_secs_f64(), "exported the chain store for a snapshot"),
+                Err(e) => {
+                    tracing::warn!(%chain, id = %snapshot_id, error = %e, "cannot export the chain store for a snapshot")
+                }
+            }
+            let _ = tx.send(Some(written.map(|_| ()).map_err(|e| e.to_string())));
+        };
+        if self.in_place {
+            write();
+        } else {
+            std::thread::Builder::new()
+                .name("snapshot-export".into())
+                .spawn(write)
+                .map_err(|e| err(&format!("start the export thread: {e}")))?;
+        }
+        let file = SnapshotFile::reader(&path, Some(wait_for(done.clone())), self.in_place)
+            .map_err(|e| err(&format!("open {}: {e}", path.display())))?;
+        // Readers of an older export keep their open file; its name goes.
+        if let Some(old) = s.export.replace(Exported { meta: meta.clone(), path, done }) {
+            let _ = std::fs::remove_file(&old.path);
+        }
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+
+    /// Replace the store with the one a received snapshot carries.
+    fn install_now(&self, meta: &SnapshotMeta<NodeId, BasicNode>, received: &Path) -> Result<(), StorageError> {
         let err =
-            |e: crate::store::StoreError| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
-        let new_store = Store::import(&self.path, &data).map_err(err)?;
-        let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(err)?)?;
+            |e: &dyn std::fmt::Display| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
+        let from = std::fs::File::open(received).map_err(|e| err(&format!("open {}: {e}", received.display())))?;
+        let imported = Store::import_from(&self.path, from);
+        let _ = std::fs::remove_file(received);
+        let new_store = imported.map_err(|e| err(&e))?;
+        let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(|e| err(&e))?)?;
         if applied != meta.last_log_id {
             return Err(sm_err(
                 ErrorVerb::Write,
@@ -468,8 +606,26 @@ impl StateMachine {
         }
         tracing::info!(chain = %new_store.chain(), height = new_store.tip().map(|t| t.height).unwrap_or(0), "installed snapshot");
         *self.store.write().expect("store lock") = Arc::new(new_store);
-        *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot { meta: meta.clone(), data });
+        let mut s = self.snapshots.lock().expect("snapshot lock");
+        s.latest = Some(meta.clone());
+        if let Some(old) = s.export.take() {
+            let _ = std::fs::remove_file(&old.path);
+        }
         Ok(())
+    }
+
+    /// Remove snapshot files a previous run of this replica left (exports, a partial receipt).
+    fn remove_stale_snapshot_files(&self) {
+        let (Some(dir), Some(stem)) = (self.path.parent(), self.path.file_stem().and_then(|s| s.to_str())) else {
+            return;
+        };
+        let prefix = format!("{stem}.snapshot-");
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Run `work` on a blocking thread, or here when in place.
@@ -489,8 +645,8 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, data) = self.off_runtime(|sm| sm.snapshot_now()).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let meta = self.off_runtime(|sm| sm.snapshot_now()).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile::position_only()) })
     }
 }
 
@@ -523,25 +679,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let path = self.path.with_extension("snapshot-received");
+        let file = SnapshotFile::receiver(&path, self.in_place).map_err(|e| {
+            io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, format!("create {}: {e}", path.display()))
+        })?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
         let meta = meta.clone();
-        self.off_runtime(move |sm| sm.install_now(&meta, snapshot.into_inner())).await
+        let received = snapshot.path().to_path_buf();
+        drop(snapshot);
+        self.off_runtime(move |sm| sm.install_now(&meta, &received)).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self
-            .snapshot
-            .lock()
-            .expect("snapshot lock")
-            .clone()
-            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        // Opening files and starting a thread: no waiting, the export is written beside.
+        self.current_snapshot()
     }
 }

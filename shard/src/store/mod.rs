@@ -70,6 +70,15 @@ pub enum StoreError {
     /// A store already exists at the path.
     #[error("{0} already exists")]
     Exists(PathBuf),
+    /// Reading or writing a file other than redb's own failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 macro_rules! redb_from {
@@ -109,7 +118,7 @@ impl Commit {
     }
 }
 
-/// Metadata values read alongside an export, in the order asked for.
+/// Metadata values read with an export or a durable flush, in the order asked for.
 pub type MetaValues = Vec<Option<Vec<u8>>>;
 
 /// Where a transaction is and what became of it, with proof.
@@ -403,6 +412,11 @@ impl Store {
     /// every earlier commit. Nothing to write and nothing to make durable: nothing is done.
     pub fn flush(&self, how: Commit) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().expect("flush lock");
+        self.flush_locked(how)
+    }
+
+    /// [`Store::flush`], with `flushing` held by the caller.
+    fn flush_locked(&self, how: Commit) -> Result<(), StoreError> {
         // Checkpoints first: each is of a block staged before it, so the segments taken next hold
         // every block a written checkpoint is of.
         let checkpoints = self.checkpoints.lock().expect("checkpoints lock").clone();
@@ -484,82 +498,88 @@ impl Store {
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    /// Every table's contents as one byte string: what a snapshot carries to a replica that is
-    /// too far behind to catch up from the log.
+    /// Every table's contents as one byte string (staged blocks are written durably first): the
+    /// format a snapshot carries, see [`Export`].
     pub fn export(&self) -> Result<Vec<u8>, StoreError> {
-        Ok(self.export_with_meta(&[])?.0)
-    }
-
-    /// [`Store::export`], plus the values of `keys` in the metadata as of the same moment.
-    /// Staged blocks are written (durably) first.
-    pub fn export_with_meta(&self, keys: &[&str]) -> Result<(Vec<u8>, MetaValues), StoreError> {
         self.flush(Commit::Durable)?;
-        let r = self.db.begin_read()?;
-        let mut values = Vec::with_capacity(keys.len());
-        {
-            let meta = r.open_table(META)?;
-            for k in keys {
-                values.push(meta.get(*k)?.map(|v| v.value().to_vec()));
-            }
-        }
-        let mut dump = Dump::default();
-        for e in r.open_table(META)?.iter()? {
-            let (k, v) = e?;
-            dump.meta.push((k.value().to_string(), v.value().to_vec()));
-        }
-        for e in r.open_table(BLOCKS)?.iter()? {
-            let (k, v) = e?;
-            dump.blocks.push((k.value(), v.value().to_vec()));
-        }
-        for e in r.open_table(CHECKPOINTS)?.iter()? {
-            let (k, v) = e?;
-            dump.checkpoints.push((k.value(), v.value().to_vec()));
-        }
-        for t in Table::ALL {
-            let mut rows = Vec::new();
-            for e in r.open_table(state_table(t))?.iter()? {
-                let (k, v) = e?;
-                rows.push((k.value().to_vec(), v.value().to_vec()));
-            }
-            dump.state.push(rows);
-        }
-        Ok((dump.encode(), values))
+        let mut out = Vec::new();
+        self.begin_export()?.write_to(&mut out)?;
+        Ok(out)
     }
 
-    /// Build a store at `path` from [`Store::export`] bytes, replacing any file there. The new
-    /// file is written beside it and renamed into place, so a crash leaves the old or the new.
+    /// A consistent view of the file's contents as of now, to be written out with
+    /// [`Export::write_to`]. Staged changes are not in it: what it holds is what the file held
+    /// at this call, however long the writing takes and whatever is written meanwhile.
+    pub fn begin_export(&self) -> Result<Export, StoreError> {
+        Ok(Export { txn: self.db.begin_read()? })
+    }
+
+    /// Write everything staged to the file durably and read `keys` of the metadata as of that
+    /// write, before any later write can land: values that stay true on disk whatever happens
+    /// next, such as the log position a snapshot stands for.
+    pub fn flush_durable_meta(&self, keys: &[&str]) -> Result<MetaValues, StoreError> {
+        let _one_at_a_time = self.flushing.lock().expect("flush lock");
+        self.flush_locked(Commit::Durable)?;
+        Export { txn: self.db.begin_read()? }.meta(keys)
+    }
+
+    /// Build a store at `path` from [`Store::export`] bytes, replacing any file there.
     pub fn import(path: &Path, bytes: &[u8]) -> Result<Store, StoreError> {
-        let dump = Dump::decode(bytes).ok_or_else(|| corrupt("snapshot", "does not decode"))?;
+        Store::import_from(path, bytes)
+    }
+
+    /// Build a store at `path` from an export read from `from` (streamed: a snapshot larger
+    /// than memory imports), replacing any file there. The new file is written beside it and
+    /// renamed into place, so a crash leaves the old or the new. An export that is cut short,
+    /// has bytes after its end or does not decode is refused and the file at `path` kept.
+    pub fn import_from(path: &Path, from: impl std::io::Read) -> Result<Store, StoreError> {
         let tmp = path.with_extension("redb.importing");
         let _ = std::fs::remove_file(&tmp);
-        {
-            let db = Database::create(&tmp)?;
-            let mut w = db.begin_write()?;
-            w.set_durability(Durability::Immediate);
-            {
-                let mut meta = w.open_table(META)?;
-                for (k, v) in &dump.meta {
-                    meta.insert(k.as_str(), &v[..])?;
-                }
-                let mut blocks = w.open_table(BLOCKS)?;
-                for (k, v) in &dump.blocks {
-                    blocks.insert(*k, &v[..])?;
-                }
-                let mut checkpoints = w.open_table(CHECKPOINTS)?;
-                for (k, v) in &dump.checkpoints {
-                    checkpoints.insert(*k, &v[..])?;
-                }
-                for (t, rows) in Table::ALL.iter().zip(&dump.state) {
-                    let mut table = w.open_table(state_table(*t))?;
-                    for (k, v) in rows {
-                        table.insert(&k[..], &v[..])?;
-                    }
-                }
-            }
-            w.commit()?;
+        let written = Store::import_into(&tmp, from);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
         std::fs::rename(&tmp, path).map_err(|e| corrupt(format!("rename {}", tmp.display()), e))?;
         Store::open(path)
+    }
+
+    fn import_into(tmp: &Path, from: impl std::io::Read) -> Result<(), StoreError> {
+        let mut r = ExportReader { from: std::io::BufReader::with_capacity(1 << 20, from), read: 0 };
+        let db = Database::create(tmp)?;
+        let mut w = db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        {
+            let mut meta = w.open_table(META)?;
+            for _ in 0..r.u32("meta entries")? {
+                let k = String::from_utf8(r.bytes("meta key")?).map_err(|e| corrupt("snapshot meta key", e))?;
+                meta.insert(k.as_str(), &r.bytes("meta value")?[..])?;
+            }
+            let mut blocks = w.open_table(BLOCKS)?;
+            for _ in 0..r.u32("blocks")? {
+                let height = r.u64("block height")?;
+                blocks.insert(height, &r.bytes("block")?[..])?;
+            }
+            let mut checkpoints = w.open_table(CHECKPOINTS)?;
+            for _ in 0..r.u32("checkpoints")? {
+                let height = r.u64("checkpoint height")?;
+                checkpoints.insert(height, &r.bytes("checkpoint")?[..])?;
+            }
+            let tables = r.u32("tables")?;
+            if tables as usize != Table::ALL.len() {
+                return Err(corrupt("snapshot", format!("{tables} state tables, this build has {}", Table::ALL.len())));
+            }
+            for t in Table::ALL {
+                let mut table = w.open_table(state_table(t))?;
+                for _ in 0..r.u32("rows")? {
+                    let k = r.bytes("key")?;
+                    table.insert(&k[..], &r.bytes("value")?[..])?;
+                }
+            }
+        }
+        r.finish()?;
+        w.commit()?;
+        Ok(())
     }
 
     /// The block at `height` (genesis has none).
@@ -672,77 +692,149 @@ impl Store {
     }
 }
 
-/// The contents of a store, table by table.
-#[derive(Default)]
-struct Dump {
-    meta: Vec<(String, Vec<u8>)>,
-    blocks: Vec<(u64, Vec<u8>)>,
-    checkpoints: Vec<(u64, Vec<u8>)>,
-    state: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+/// The contents of a chain store as of one read transaction: what a snapshot carries to a
+/// replica too far behind to catch up from the log.
+///
+/// The format, every integer little-endian and every byte string a `u32` length and its bytes:
+/// the metadata (a `u32` count, then key and value of each), the blocks and the checkpoints
+/// (each a `u32` count, then a `u64` height and the encoded value of each), then a `u32` count
+/// of state tables and each table's rows (a `u32` count, then key and value of each), in
+/// [`Table::ALL`] order. It is written and read as a stream, never whole in memory.
+pub struct Export {
+    txn: redb::ReadTransaction,
 }
 
-impl Dump {
-    fn encode(&self) -> Vec<u8> {
-        use elchain_types::codec::Writer;
-        let mut w = Writer::new();
-        w.u32(self.meta.len() as u32);
-        for (k, v) in &self.meta {
-            w.bytes(k.as_bytes());
-            w.bytes(v);
-        }
-        for list in [&self.blocks, &self.checkpoints] {
-            w.u32(list.len() as u32);
-            for (k, v) in list {
-                w.u64(*k);
-                w.bytes(v);
-            }
-        }
-        let pairs = |w: &mut Writer, rows: &[(Vec<u8>, Vec<u8>)]| {
-            w.u32(rows.len() as u32);
-            for (k, v) in rows {
-                w.bytes(k);
-                w.bytes(v);
-            }
-        };
-        w.u32(self.state.len() as u32);
-        for rows in &self.state {
-            pairs(&mut w, rows);
-        }
-        w.into_bytes()
+impl Export {
+    /// Values of `keys` in the exported metadata, in that order.
+    pub fn meta(&self, keys: &[&str]) -> Result<MetaValues, StoreError> {
+        let meta = self.txn.open_table(META)?;
+        keys.iter().map(|k| Ok(meta.get(*k)?.map(|v| v.value().to_vec()))).collect()
     }
 
-    fn decode(bytes: &[u8]) -> Option<Dump> {
-        use elchain_types::codec::Reader;
-        const BIG: usize = 1 << 31;
-        let mut r = Reader::new(bytes);
-        let mut d = Dump::default();
-        for _ in 0..r.len("meta", BIG).ok()? {
-            let k = String::from_utf8(r.bytes("key", BIG).ok()?.to_vec()).ok()?;
-            d.meta.push((k, r.bytes("value", BIG).ok()?.to_vec()));
+    /// Write the export to `out`; the bytes written.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> Result<u64, StoreError> {
+        let mut w = ExportWriter { out: std::io::BufWriter::with_capacity(1 << 20, out), written: 0 };
+        let meta = self.txn.open_table(META)?;
+        w.u32(meta.len()?)?;
+        for e in meta.iter()? {
+            let (k, v) = e?;
+            w.bytes(k.value().as_bytes())?;
+            w.bytes(v.value())?;
         }
-        for _ in 0..r.len("blocks", BIG).ok()? {
-            d.blocks.push((r.u64("height").ok()?, r.bytes("block", BIG).ok()?.to_vec()));
-        }
-        for _ in 0..r.len("checkpoints", BIG).ok()? {
-            d.checkpoints.push((r.u64("height").ok()?, r.bytes("checkpoint", BIG).ok()?.to_vec()));
-        }
-        let pairs = |r: &mut Reader<'_>| -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-            let n = r.len("rows", BIG).ok()?;
-            let mut rows = Vec::with_capacity(n.min(r.remaining()));
-            for _ in 0..n {
-                rows.push((r.bytes("key", BIG).ok()?.to_vec(), r.bytes("value", BIG).ok()?.to_vec()));
+        for table in [BLOCKS, CHECKPOINTS] {
+            let t = self.txn.open_table(table)?;
+            w.u32(t.len()?)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                w.u64(k.value())?;
+                w.bytes(v.value())?;
             }
-            Some(rows)
-        };
-        let tables = r.len("tables", Table::ALL.len()).ok()?;
-        if tables != Table::ALL.len() {
-            return None;
         }
-        for _ in 0..tables {
-            d.state.push(pairs(&mut r)?);
+        w.u32(Table::ALL.len() as u64)?;
+        for t in Table::ALL {
+            let t = self.txn.open_table(state_table(t))?;
+            w.u32(t.len()?)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                w.bytes(k.value())?;
+                w.bytes(v.value())?;
+            }
         }
-        r.finish().ok()?;
-        Some(d)
+        std::io::Write::flush(&mut w.out).map_err(|e| io("write the export", e))?;
+        Ok(w.written)
+    }
+}
+
+fn io(what: &str, e: std::io::Error) -> StoreError {
+    StoreError::Io { what: what.to_string(), source: e }
+}
+
+struct ExportWriter<W: std::io::Write> {
+    out: std::io::BufWriter<W>,
+    written: u64,
+}
+
+impl<W: std::io::Write> ExportWriter<W> {
+    fn put(&mut self, b: &[u8]) -> Result<(), StoreError> {
+        use std::io::Write;
+        self.written += b.len() as u64;
+        self.out.write_all(b).map_err(|e| io("write the export", e))
+    }
+
+    /// A count, which the format holds in a `u32`.
+    fn u32(&mut self, n: u64) -> Result<(), StoreError> {
+        let n = u32::try_from(n).map_err(|_| corrupt("export", format!("{n} entries do not fit a u32 count")))?;
+        self.put(&n.to_le_bytes())
+    }
+
+    fn u64(&mut self, n: u64) -> Result<(), StoreError> {
+        self.put(&n.to_le_bytes())
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Result<(), StoreError> {
+        self.u32(b.len() as u64)?;
+        self.put(b)
+    }
+}
+
+/// Reads an [`Export`] back; every short read is a cut-off snapshot.
+struct ExportReader<R: std::io::Read> {
+    from: std::io::BufReader<R>,
+    read: u64,
+}
+
+impl<R: std::io::Read> ExportReader<R> {
+    /// Longest value taken: more than any block or state value this build writes.
+    const MAX_VALUE: u64 = 1 << 30;
+
+    fn fill(&mut self, what: &str, buf: &mut [u8]) -> Result<(), StoreError> {
+        use std::io::Read;
+        self.from.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                corrupt("snapshot", format!("ends inside {what} at byte {}", self.read))
+            }
+            _ => io("read the snapshot", e),
+        })?;
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, StoreError> {
+        let mut b = [0; 4];
+        self.fill(what, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, StoreError> {
+        let mut b = [0; 8];
+        self.fill(what, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, StoreError> {
+        let len = u64::from(self.u32(what)?);
+        if len > Self::MAX_VALUE {
+            return Err(corrupt("snapshot", format!("{what} of {len} bytes at byte {}", self.read)));
+        }
+        // Grown as bytes arrive, so a lying length costs no more memory than the bytes sent.
+        let mut v = Vec::new();
+        use std::io::Read;
+        (&mut self.from).take(len).read_to_end(&mut v).map_err(|e| io("read the snapshot", e))?;
+        if v.len() as u64 != len {
+            return Err(corrupt("snapshot", format!("ends inside {what} at byte {}", self.read + v.len() as u64)));
+        }
+        self.read += len;
+        Ok(v)
+    }
+
+    /// The export must end here.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        use std::io::Read;
+        let mut b = [0; 1];
+        match self.from.read(&mut b).map_err(|e| io("read the snapshot", e))? {
+            0 => Ok(()),
+            _ => Err(corrupt("snapshot", format!("has bytes after its end at byte {}", self.read))),
+        }
     }
 }
 

@@ -179,6 +179,44 @@ fn export_and_import_give_an_identical_chain() {
 }
 
 #[test]
+fn an_export_streams_to_a_file_and_a_cut_or_padded_one_is_refused_keeping_the_store_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    fill(&l, &scripted_blocks(16, 4));
+    let file = dir.path().join("chain.snapshot-1");
+    let written = l.store().begin_export().unwrap().write_to(&mut std::fs::File::create(&file).unwrap()).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(written, bytes.len() as u64);
+    assert_eq!(bytes, l.store().export().unwrap());
+    let target = dir.path().join("copy.redb");
+    let copy = Store::import_from(&target, std::fs::File::open(&file).unwrap()).unwrap();
+    assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
+    drop(copy);
+    let mut padded = bytes.clone();
+    padded.push(0);
+    for bad in [&bytes[..bytes.len() / 2], &padded[..]] {
+        let e = Store::import_from(&target, bad).unwrap_err().to_string();
+        assert!(e.contains("snapshot"), "{e}");
+        // The store already there is untouched, and no half-written file is left beside it.
+        assert_eq!(Store::open(&target).unwrap().tip().unwrap(), l.tip().unwrap());
+        assert!(!target.with_extension("redb.importing").exists());
+    }
+}
+
+#[test]
+fn a_durable_flush_reads_the_metadata_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let blocks = scripted_blocks(17, 2);
+    let ex = execute_next(&l, blocks[0].clone(), Timestamp(T0));
+    l.store().stage(vec![ex.block], ex.writes, &[("applied", b"1")]).unwrap();
+    let values = l.store().flush_durable_meta(&["applied", "absent"]).unwrap();
+    assert_eq!(values, vec![Some(b"1".to_vec()), None]);
+    assert_eq!(l.store().staged_blocks(), 0);
+    assert_eq!(l.store().begin_export().unwrap().meta(&["applied"]).unwrap(), vec![Some(b"1".to_vec())]);
+}
+
+#[test]
 fn replay_confirms_a_clean_chain_and_finds_a_forged_state_root() {
     let dir = tempfile::tempdir().unwrap();
     let l = ledger(dir.path());
