@@ -57,8 +57,9 @@ struct Snapshots {
     /// The newest export of the store, complete or being written. It serves every replica
     /// that needs a snapshot while it is not older than `latest`; then the next one is made.
     export: Option<Exported>,
-    /// Exports made so far (with a per-process start): names files and snapshot ids apart.
-    exports: u64,
+    /// Names this process's snapshots apart from another's at the same position (a peer may
+    /// still hold part of an earlier process's export under that id).
+    nonce: u64,
 }
 
 /// An export of the store into a file, for sending as a snapshot.
@@ -317,11 +318,11 @@ fn decode_meta<T: serde::de::DeserializeOwned + Default>(v: Option<Vec<u8>>) -> 
     }
 }
 
-/// A snapshot id naming a log position.
-fn position_id(at: &Option<LogId<NodeId>>) -> String {
+/// A snapshot id: the log position and the process's nonce.
+fn snapshot_id(at: &Option<LogId<NodeId>>, nonce: u64) -> String {
     match at {
-        Some(l) => format!("{}-{}", l.leader_id.term, l.index),
-        None => "empty".to_string(),
+        Some(l) => format!("{}-{}-{nonce}", l.leader_id.term, l.index),
+        None => format!("empty-{nonce}"),
     }
 }
 
@@ -352,9 +353,9 @@ fn wait_for(
     })
 }
 
-/// Where a process's snapshot ids start: a replica restarted while a peer still receives its
-/// earlier export must not reuse that export's id.
-fn export_ids_start() -> u64 {
+/// A process's snapshot id nonce: a replica restarted while a peer still receives its earlier
+/// export must not reuse that export's id.
+fn process_nonce() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
@@ -367,7 +368,7 @@ impl StateMachine {
             path,
             consortium,
             verifier,
-            snapshots: Arc::new(Mutex::new(Snapshots { exports: export_ids_start(), ..Snapshots::default() })),
+            snapshots: Arc::new(Mutex::new(Snapshots { nonce: process_nonce(), ..Snapshots::default() })),
             applied: None,
             verdicts: Arc::default(),
             apply_delay: std::time::Duration::ZERO,
@@ -388,7 +389,7 @@ impl StateMachine {
         self.in_place = in_place;
         if in_place {
             // Reproducible snapshot ids.
-            self.snapshots.lock().expect("snapshot lock").exports = 0;
+            self.snapshots.lock().expect("snapshot lock").nonce = 0;
         }
         self
     }
@@ -528,8 +529,10 @@ impl StateMachine {
             .flush_durable_meta(&store, &[META_APPLIED, META_MEMBERSHIP])
             .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let meta = snapshot_meta(values, String::new())?;
-        let meta = SnapshotMeta { snapshot_id: position_id(&meta.last_log_id), ..meta };
-        self.snapshots.lock().expect("snapshot lock").latest = Some(meta.clone());
+        let mut s = self.snapshots.lock().expect("snapshot lock");
+        let meta = SnapshotMeta { snapshot_id: snapshot_id(&meta.last_log_id, s.nonce), ..meta };
+        s.latest = Some(meta.clone());
+        drop(s);
         tracing::info!(chain = %store.chain(), last = ?meta.last_log_id, "snapshot taken");
         Ok(meta)
     }
@@ -544,16 +547,23 @@ impl StateMachine {
             return Ok(None);
         };
         let err = |e: &dyn std::fmt::Display| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
-        if let Some(e) = s.export.as_ref().filter(|e| e.meta.last_log_id >= latest.last_log_id) {
+        // A failed export is not served again: the next request makes a new one.
+        let usable =
+            |e: &&Exported| e.meta.last_log_id >= latest.last_log_id && !matches!(*e.done.borrow(), Some(Err(_)));
+        if let Some(e) = s.export.as_ref().filter(usable) {
             let file = SnapshotFile::reader(&e.path, Some(wait_for(e.done.clone())), self.in_place)
                 .map_err(|x| err(&format!("open {}: {x}", e.path.display())))?;
             return Ok(Some(Snapshot { meta: e.meta.clone(), snapshot: Box::new(file) }));
         }
         let store = current(&self.store);
         let export = store.begin_export().map_err(|e| err(&e))?;
-        s.exports += 1;
-        let id = format!("{}-{}", position_id(&latest.last_log_id), s.exports);
-        let meta = snapshot_meta(export.meta(&[META_APPLIED, META_MEMBERSHIP]).map_err(|e| err(&e))?, id)?;
+        let meta = snapshot_meta(export.meta(&[META_APPLIED, META_MEMBERSHIP]).map_err(|e| err(&e))?, String::new())?;
+        // The snapshot built or installed last, when nothing was applied since; else a new one.
+        let snapshot_id = match meta.last_log_id == latest.last_log_id {
+            true => latest.snapshot_id.clone(),
+            false => snapshot_id(&meta.last_log_id, s.nonce),
+        };
+        let meta = SnapshotMeta { snapshot_id, ..meta };
         let path = self.path.with_extension(format!("snapshot-{}", meta.snapshot_id));
         let out = std::fs::File::create(&path).map_err(|e| err(&format!("create {}: {e}", path.display())))?;
         let (tx, done) = tokio::sync::watch::channel(None);
@@ -583,8 +593,10 @@ impl StateMachine {
         let file = SnapshotFile::reader(&path, Some(wait_for(done.clone())), self.in_place)
             .map_err(|e| err(&format!("open {}: {e}", path.display())))?;
         // Readers of an older export keep their open file; its name goes.
-        if let Some(old) = s.export.replace(Exported { meta: meta.clone(), path, done }) {
-            let _ = std::fs::remove_file(&old.path);
+        if let Some(old) = s.export.replace(Exported { meta: meta.clone(), path: path.clone(), done }) {
+            if old.path != path {
+                let _ = std::fs::remove_file(&old.path);
+            }
         }
         Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
@@ -595,7 +607,9 @@ impl StateMachine {
             |e: &dyn std::fmt::Display| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
         let from = std::fs::File::open(received).map_err(|e| err(&format!("open {}: {e}", received.display())))?;
         let imported = Store::import_from(&self.path, from);
-        let _ = std::fs::remove_file(received);
+        if received == self.path.with_extension("snapshot-received") {
+            let _ = std::fs::remove_file(received);
+        }
         let new_store = imported.map_err(|e| err(&e))?;
         let applied: Option<LogId<NodeId>> = decode_meta(new_store.get_meta(META_APPLIED).map_err(|e| err(&e))?)?;
         if applied != meta.last_log_id {
