@@ -23,6 +23,7 @@ use anyhow::Context;
 use elchain_router::json::BatchResponse;
 use elchain_router::rest::{wait_healthy, RestClient};
 use elchain_shard::node::client::Client;
+use elchain_shard::node::config::RaftConfig;
 use elchain_shard::node::rpc::{Receipt, ReceiptStatus};
 use elchain_sim::cluster::{Cluster, ClusterDir, Settings};
 use elchain_sim::{governance, Workload};
@@ -130,11 +131,11 @@ pub struct Args {
     /// Replicas write applied blocks to their chain store this often (`[raft] state_sync_ms`),
     /// sooner when 100,000 transactions wait: shorter spreads the writes thinner, longer writes
     /// shared pages once.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, default_value_t = RaftConfig::default().state_sync_ms, value_name = "MS")]
     state_sync_ms: u64,
     /// Of those writes, fsync one at most this often (`[raft] state_fsync_ms`); the others go to
     /// the kernel's writeback without waiting.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, default_value_t = RaftConfig::default().state_fsync_ms, value_name = "MS")]
     state_fsync_ms: u64,
 }
 
@@ -453,8 +454,9 @@ const NOMINAL_TX_PER_SECOND_PER_SUBMITTER: f64 = 2000.0;
 /// Closed loop without `--txs-per-client`: enough pre-signed transactions for `duration` seconds
 /// at [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] (about what each of 8 submitters sends to a
 /// three-replica chain on the CI-class machines; fewer submitters per chain or a faster machine
-/// send more, and then need `--txs-per-client`), so that a run lasts as long as asked; at most [`MAX_PRESIGNED`] over all submitters, whose signing takes
-/// time and memory before the run; at least [`MIN_PRESIGNED_PER_SUBMITTER`].
+/// send more, and then need `--txs-per-client`), so that a run lasts as long as asked; at most
+/// [`MAX_PRESIGNED`] over all submitters, whose signing takes time and memory before the run; at
+/// least [`MIN_PRESIGNED_PER_SUBMITTER`].
 fn closed_loop_txs_per_client(duration: u64, submitters: usize) -> usize {
     let for_duration = (duration as f64 * NOMINAL_TX_PER_SECOND_PER_SUBMITTER).ceil() as usize;
     for_duration.min(MAX_PRESIGNED / submitters.max(1)).max(MIN_PRESIGNED_PER_SUBMITTER)

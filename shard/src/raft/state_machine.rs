@@ -70,6 +70,16 @@ struct Exported {
     done: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
 }
 
+impl Exported {
+    /// The export as a snapshot to send: its file, read once it is written.
+    fn snapshot(&self, blocking: bool) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let file = SnapshotFile::reader(&self.path, Some(wait_for(self.done.clone())), blocking).map_err(|e| {
+            io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, format!("open {}: {e}", self.path.display()))
+        })?;
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(file) })
+    }
+}
+
 /// Applies committed entries of one chain.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -551,9 +561,7 @@ impl StateMachine {
         let usable =
             |e: &&Exported| e.meta.last_log_id >= latest.last_log_id && !matches!(*e.done.borrow(), Some(Err(_)));
         if let Some(e) = s.export.as_ref().filter(usable) {
-            let file = SnapshotFile::reader(&e.path, Some(wait_for(e.done.clone())), self.in_place)
-                .map_err(|x| err(&format!("open {}: {x}", e.path.display())))?;
-            return Ok(Some(Snapshot { meta: e.meta.clone(), snapshot: Box::new(file) }));
+            return e.snapshot(self.in_place).map(Some);
         }
         let store = current(&self.store);
         let export = store.begin_export().map_err(|e| err(&e))?;
@@ -590,15 +598,18 @@ impl StateMachine {
                 .spawn(write)
                 .map_err(|e| err(&format!("start the export thread: {e}")))?;
         }
-        let file = SnapshotFile::reader(&path, Some(wait_for(done.clone())), self.in_place)
-            .map_err(|e| err(&format!("open {}: {e}", path.display())))?;
+        let exported = Exported { meta, path, done };
+        let snapshot = exported.snapshot(self.in_place)?;
         // Readers of an older export keep their open file; its name goes.
-        if let Some(old) = s.export.replace(Exported { meta: meta.clone(), path: path.clone(), done }) {
-            if old.path != path {
-                let _ = std::fs::remove_file(&old.path);
-            }
+        if let Some(old) = s.export.replace(exported).filter(|old| old.path != snapshot.snapshot.path()) {
+            let _ = std::fs::remove_file(&old.path);
         }
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        Ok(Some(snapshot))
+    }
+
+    /// Where a snapshot being received is written.
+    fn received_path(&self) -> PathBuf {
+        self.path.with_extension("snapshot-received")
     }
 
     /// Replace the store with the one a received snapshot carries.
@@ -607,7 +618,7 @@ impl StateMachine {
             |e: &dyn std::fmt::Display| io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e);
         let from = std::fs::File::open(received).map_err(|e| err(&format!("open {}: {e}", received.display())))?;
         let imported = Store::import_from(&self.path, from);
-        if received == self.path.with_extension("snapshot-received") {
+        if received == self.received_path() {
             let _ = std::fs::remove_file(received);
         }
         let new_store = imported.map_err(|e| err(&e))?;
@@ -694,7 +705,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        let path = self.path.with_extension("snapshot-received");
+        let path = self.received_path();
         let file = SnapshotFile::receiver(&path, self.in_place).map_err(|e| {
             io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, format!("create {}: {e}", path.display()))
         })?;

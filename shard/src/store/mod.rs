@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod schema;
 
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -523,12 +524,8 @@ impl Store {
         Export { txn: self.db.begin_read()? }.meta(keys)
     }
 
-    /// Build a store at `path` from [`Store::export`] bytes, replacing any file there.
-    pub fn import(path: &Path, bytes: &[u8]) -> Result<Store, StoreError> {
-        Store::import_from(path, bytes)
-    }
-
-    /// Build a store at `path` from an export read from `from` (streamed: a snapshot larger
+    /// Build a store at `path` from an export ([`Store::export`], [`Export::write_to`]) read from
+    /// `from` (streamed: a snapshot larger
     /// than memory imports), replacing any file there. The new file is written beside it and
     /// renamed into place, so a crash leaves the old or the new. An export that is cut short,
     /// has bytes after its end or does not decode is refused and the file at `path` kept.
@@ -740,7 +737,7 @@ impl Export {
                 w.bytes(v.value())?;
             }
         }
-        std::io::Write::flush(&mut w.out).map_err(|e| io("write the export", e))?;
+        w.out.flush().map_err(|e| io("write the export", e))?;
         Ok(w.written)
     }
 }
@@ -756,7 +753,6 @@ struct ExportWriter<W: std::io::Write> {
 
 impl<W: std::io::Write> ExportWriter<W> {
     fn put(&mut self, b: &[u8]) -> Result<(), StoreError> {
-        use std::io::Write;
         self.written += b.len() as u64;
         self.out.write_all(b).map_err(|e| io("write the export", e))
     }
@@ -788,7 +784,6 @@ impl<R: std::io::Read> ExportReader<R> {
     const MAX_VALUE: u64 = 1 << 30;
 
     fn fill(&mut self, what: &str, buf: &mut [u8]) -> Result<(), StoreError> {
-        use std::io::Read;
         self.from.read_exact(buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
                 corrupt("snapshot", format!("ends inside {what} at byte {}", self.read))
@@ -818,7 +813,6 @@ impl<R: std::io::Read> ExportReader<R> {
         }
         // Grown as bytes arrive, so a lying length costs no more memory than the bytes sent.
         let mut v = Vec::new();
-        use std::io::Read;
         (&mut self.from).take(len).read_to_end(&mut v).map_err(|e| io("read the snapshot", e))?;
         if v.len() as u64 != len {
             return Err(corrupt("snapshot", format!("ends inside {what} at byte {}", self.read + v.len() as u64)));
@@ -829,7 +823,6 @@ impl<R: std::io::Read> ExportReader<R> {
 
     /// The export must end here.
     fn finish(&mut self) -> Result<(), StoreError> {
-        use std::io::Read;
         let mut b = [0; 1];
         match self.from.read(&mut b).map_err(|e| io("read the snapshot", e))? {
             0 => Ok(()),

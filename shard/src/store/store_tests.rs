@@ -171,11 +171,11 @@ fn export_and_import_give_an_identical_chain() {
     let l = ledger(dir.path());
     fill(&l, &scripted_blocks(11, 6));
     let bytes = l.store().export().unwrap();
-    let copy = Store::import(&dir.path().join("copy.redb"), &bytes).unwrap();
+    let copy = Store::import_from(&dir.path().join("copy.redb"), &bytes[..]).unwrap();
     assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
     assert_eq!(copy.export().unwrap(), bytes);
     assert!(audit::audit(&copy, |_| {}).unwrap().is_clean());
-    assert!(Store::import(&dir.path().join("bad.redb"), &bytes[..bytes.len() - 1]).is_err());
+    assert!(Store::import_from(&dir.path().join("bad.redb"), &bytes[..bytes.len() - 1]).is_err());
 }
 
 #[test]
@@ -286,7 +286,7 @@ fn meta_chain_governance_survives_reopening_snapshots_and_replay() {
     assert_eq!((stored.2.len(), stored.3.len(), stored.4.len()), (1, 1, 1));
     // The genesis consortium stays in the metadata; the governed one is state.
     assert_eq!(l.store().consortium().unwrap(), c);
-    let copy = Store::import(&dir.path().join("copy.redb"), &l.store().export().unwrap()).unwrap();
+    let copy = Store::import_from(&dir.path().join("copy.redb"), &l.store().export().unwrap()[..]).unwrap();
     assert_eq!(read(&copy.view().unwrap()), stored);
     assert!(audit::audit(&copy, |_| {}).unwrap().is_clean());
     assert_eq!(audit::replay(&copy, |_| {}).unwrap(), None);
@@ -383,7 +383,7 @@ fn exporting_writes_staged_blocks_first() {
         let ex = execute_next(&l, raws.clone(), Timestamp(T0 + i as u64 * 1000));
         l.store().stage(vec![ex.block], ex.writes, &[]).unwrap();
     }
-    let copy = Store::import(&dir.path().join("copy.redb"), &l.store().export().unwrap()).unwrap();
+    let copy = Store::import_from(&dir.path().join("copy.redb"), &l.store().export().unwrap()[..]).unwrap();
     assert_eq!(l.store().staged_blocks(), 0);
     assert_eq!(copy.tip().unwrap(), l.tip().unwrap());
     assert_eq!(copy.tip().unwrap().height, 3);
