@@ -109,6 +109,10 @@ pub struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Also report latency second by second (batches answered, p50, p99, max), to see when a
+    /// tail happens; with `--json`, as the object's `timeline`.
+    #[arg(long)]
+    timeline: bool,
     /// Run the release gate described in FILE (e.g. benches/gate.toml): calibrate this machine,
     /// run the bench as the file says, and fail unless the normalised throughput is within the
     /// file's tolerance of its floor. The file's settings replace the flags above.
@@ -218,6 +222,46 @@ pub(crate) struct Report {
     state_sync_ms: u64,
     durability: String,
     mode: &'static str,
+    /// With `--timeline`: the batches answered in each second of the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    timeline: Vec<Second>,
+}
+
+/// The batches answered in one second of the run (`--timeline`).
+#[derive(Debug, Serialize)]
+struct Second {
+    /// Seconds from the start of the load to the end of this second.
+    second: u64,
+    batches: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Latency per second of the run, by when each batch was answered.
+fn timeline(started: Instant, answered: &[(Instant, f64)]) -> Vec<Second> {
+    let mut by_second: Vec<Vec<f64>> = Vec::new();
+    for (at, ms) in answered {
+        let s = at.saturating_duration_since(started).as_secs() as usize;
+        if by_second.len() <= s {
+            by_second.resize_with(s + 1, Vec::new);
+        }
+        by_second[s].push(*ms);
+    }
+    by_second
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut lat)| {
+            lat.sort_by(f64::total_cmp);
+            Second {
+                second: s as u64 + 1,
+                batches: lat.len(),
+                p50_ms: percentile(&lat, 0.5),
+                p99_ms: percentile(&lat, 0.99),
+                max_ms: lat.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
 }
 
 fn now() -> Timestamp {
@@ -357,7 +401,8 @@ struct Outcome {
     late: u64,
     failed_batches: u64,
     first_error: Option<String>,
-    latencies_ms: Vec<f64>,
+    /// Each answered batch: when its answer came and its latency in ms.
+    answered: Vec<(Instant, f64)>,
     /// Used up its pre-signed batches before the deadline.
     ran_out: bool,
 }
@@ -368,7 +413,7 @@ impl Outcome {
             Ok(t) => {
                 live.committed.fetch_add(t.committed, Ordering::Relaxed);
                 self.tally.add(t);
-                self.latencies_ms.push(latency.as_secs_f64() * 1000.0);
+                self.answered.push((Instant::now(), latency.as_secs_f64() * 1000.0));
             }
             Err(e) => {
                 self.tally.unanswered += txs;
@@ -818,7 +863,7 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
             if total.first_error.is_none() {
                 total.first_error = o.first_error;
             }
-            total.latencies_ms.extend(o.latencies_ms);
+            total.answered.extend(o.answered);
             total.ran_out |= o.ran_out;
         }
         client.close().await;
@@ -836,8 +881,10 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
         );
         // Sending lasted the whole duration unless a submitter ran out earlier.
         let window = if total.ran_out { elapsed.min(args.duration as f64) } else { args.duration as f64 };
-        let lat = &mut total.latencies_ms;
+        let timeline = if args.timeline { timeline(started, &total.answered) } else { Vec::new() };
+        let mut lat: Vec<f64> = total.answered.iter().map(|(_, ms)| *ms).collect();
         lat.sort_by(f64::total_cmp);
+        let lat = &lat;
         let committed = total.tally.committed;
         let per_tx = |secs: f64| secs * 1e6 / committed as f64;
         anyhow::Ok(Report {
@@ -874,6 +921,7 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
                 args.state_fsync_ms.max(args.state_sync_ms)
             ),
             mode: if interval.is_some() { "open loop" } else { "closed loop" },
+            timeline,
         })
     });
     for e in cluster.try_stop_all() {
@@ -921,6 +969,12 @@ pub(crate) fn print_report(r: &Report) {
         r.load_cpu_us_per_tx
     );
     println!("  other processes on this machine used {:.1} CPU-seconds meanwhile", r.other_cpu_s);
+    if !r.timeline.is_empty() {
+        println!("  second  batches  p50 ms  p99 ms  max ms");
+        for s in &r.timeline {
+            println!("  {:>6}  {:>7}  {:>6.0}  {:>6.0}  {:>6.0}", s.second, s.batches, s.p50_ms, s.p99_ms, s.max_ms);
+        }
+    }
 }
 
 #[cfg(test)]

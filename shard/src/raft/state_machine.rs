@@ -185,7 +185,15 @@ impl StoreSync {
         }
         let staged = store.staged_txs();
         if staged >= MAX_STAGED_TXS {
-            return self.write(store);
+            let started = std::time::Instant::now();
+            let written = self.write(store);
+            tracing::warn!(
+                chain = %store.chain(),
+                staged,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "applying waited for the chain store: more than {MAX_STAGED_TXS} transactions were staged"
+            );
+            return written;
         }
         let due = due || staged >= FLUSH_AT_TXS;
         if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) && !self.flush_in_background(store) {
@@ -272,18 +280,20 @@ impl StoreSync {
         store: &Store,
         keys: &[&str],
     ) -> Result<crate::store::MetaValues, crate::store::StoreError> {
-        self.flushing(Commit::Durable, || store.flush_durable_meta(keys))
+        self.flushing(store, Commit::Durable, || store.flush_durable_meta(keys))
     }
 
     fn flush_as(&self, store: &Store, how: Commit) -> Result<(), crate::store::StoreError> {
-        self.flushing(how, || store.flush(how))
+        self.flushing(store, how, || store.flush(how))
     }
 
     fn flushing<T>(
         &self,
+        store: &Store,
         how: Commit,
         flush: impl FnOnce() -> Result<T, crate::store::StoreError>,
     ) -> Result<T, crate::store::StoreError> {
+        let (started, staged) = (std::time::Instant::now(), store.staged_txs());
         {
             let mut s = self.state.lock().expect("sync lock");
             s.dirty = false;
@@ -294,6 +304,13 @@ impl StoreSync {
         }
         match flush() {
             Ok(v) => {
+                tracing::debug!(
+                    chain = %store.chain(),
+                    txs = staged,
+                    durable = how == Commit::Durable,
+                    ms = started.elapsed().as_millis() as u64,
+                    "chain store written"
+                );
                 self.syncs.fetch_add(1, Relaxed);
                 Ok(v)
             }

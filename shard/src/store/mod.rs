@@ -13,6 +13,7 @@
 //! grants) change about one page each, so changes that share pages share their copies.
 
 pub mod audit;
+mod filter;
 pub mod schema;
 
 use std::io::{Read as _, Write as _};
@@ -153,16 +154,45 @@ pub struct Store {
 }
 
 /// Blocks staged together, the state changes they made and metadata written with them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Segment {
     blocks: Vec<Block>,
     /// Transactions in `blocks`.
     txs: usize,
     writes: crate::state::Writes,
+    /// The keys of `writes`, for reads of keys it does not hold (most of them).
+    filter: filter::KeyFilter,
     meta: Vec<(String, Vec<u8>)>,
 }
 
 impl Segment {
+    fn new(blocks: Vec<Block>, txs: usize, writes: crate::state::Writes, meta: Vec<(String, Vec<u8>)>) -> Self {
+        let filter = filter::KeyFilter::of(writes.keys());
+        Self { blocks, txs, writes, filter, meta }
+    }
+
+    /// Fold later blocks and their changes into this segment.
+    fn extend(&mut self, blocks: Vec<Block>, txs: usize, writes: crate::state::Writes, meta: Vec<(String, Vec<u8>)>) {
+        self.txs += txs;
+        self.blocks.extend(blocks);
+        for k in writes.keys() {
+            self.filter.insert(k);
+        }
+        self.writes.extend(writes);
+        if self.filter.is_crowded() {
+            self.filter = filter::KeyFilter::of(self.writes.keys());
+        }
+        self.meta.extend(meta);
+    }
+
+    /// This segment's write of `key`: `Some(None)` for a removal, `None` when it has none.
+    fn write(&self, key: &Key) -> Option<&Option<Vec<u8>>> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
+        self.writes.get(key)
+    }
+
     fn block(&self, height: u64) -> Option<&Block> {
         let first = self.blocks.first()?.header.height;
         self.blocks.get(usize::try_from(height.checked_sub(first)?).ok()?)
@@ -382,18 +412,15 @@ impl Store {
             }
             prev = *header;
         }
-        let meta = extra.iter().map(|(k, v)| (k.to_string(), v.to_vec()));
+        let meta = extra.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
         let txs = blocks.iter().map(|b| b.txs.len()).sum();
         let mut staged = self.staged.lock().expect("staged lock");
         // Fold into the last segment when nothing else holds it (no view, no flush in progress):
         // every read looks through each segment, so fewer is faster.
         if let Some(last) = staged.last_mut().and_then(Arc::get_mut) {
-            last.txs += txs;
-            last.blocks.extend(blocks);
-            last.writes.extend(writes);
-            last.meta.extend(meta);
+            last.extend(blocks, txs, writes, meta);
         } else {
-            staged.push(Arc::new(Segment { blocks, txs, writes, meta: meta.collect() }));
+            staged.push(Arc::new(Segment::new(blocks, txs, writes, meta)));
         }
         Ok(())
     }
@@ -856,7 +883,7 @@ impl StateView for StoreView {
     }
 
     fn get(&self, key: &Key) -> Option<Vec<u8>> {
-        if let Some(v) = self.segments.iter().rev().find_map(|s| s.writes.get(key)) {
+        if let Some(v) = self.segments.iter().rev().find_map(|s| s.write(key)) {
             return v.clone();
         }
         // A failing read of committed state is an I/O fault the replica cannot reason past.
