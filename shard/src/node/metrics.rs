@@ -82,6 +82,12 @@ pub fn render(node: u64, replicas: &HashMap<u32, Arc<Replica>>) -> String {
         "counter",
         &|r| apply(r).store_syncs.load(Ordering::Relaxed) as f64,
     );
+    metric(
+        "elchain_apply_store_wait_seconds_total",
+        "Time applying paused or waited because writes of the chain store were behind.",
+        "counter",
+        &|r| apply(r).store_wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+    );
     out
 }
 

@@ -114,6 +114,8 @@ pub struct ApplyMetrics {
     pub commit_micros: AtomicU64,
     /// Writes of staged blocks to the chain store (flushes, fsynced or not).
     pub store_syncs: AtomicU64,
+    /// Microseconds applying paused or waited because the chain store's writes were behind.
+    pub store_wait_micros: AtomicU64,
 }
 
 /// Keeps a replica's applied blocks from waiting in memory for longer than a bound: the chain
@@ -155,6 +157,21 @@ const FLUSH_AT_TXS: usize = 100_000;
 /// running late at nice 10 on a busy machine does not stop applying.
 const MAX_STAGED_TXS: usize = 4 * FLUSH_AT_TXS;
 
+/// Staged transactions from which applying slows down while a flush runs, so that the flush
+/// (at nice 10, given the CPU nothing else wants) catches up before [`MAX_STAGED_TXS`] stops
+/// applying for the whole of a write of everything staged.
+const SLOW_AT_TXS: usize = 2 * FLUSH_AT_TXS;
+
+/// The pause after an apply when [`MAX_STAGED_TXS`] are staged; it grows from nothing at
+/// [`SLOW_AT_TXS`].
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long applying pauses with `staged` transactions staged while a flush runs.
+fn pause_for(staged: usize) -> std::time::Duration {
+    let over = staged.saturating_sub(SLOW_AT_TXS).min(MAX_STAGED_TXS - SLOW_AT_TXS);
+    MAX_PAUSE.mul_f64(over as f64 / (MAX_STAGED_TXS - SLOW_AT_TXS) as f64)
+}
+
 impl StoreSync {
     /// Flush at most `every` apart (zero: at every apply), each flush durable (fsynced).
     pub fn new(every: std::time::Duration) -> Self {
@@ -176,31 +193,39 @@ impl StoreSync {
         }
     }
 
-    /// After staging: start a flush of `store` if the bound is reached (wait for one if too
-    /// much is staged).
-    fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<(), crate::store::StoreError> {
+    /// After staging: start a flush of `store` if the bound is reached, pause a little if a
+    /// flush is behind, wait for one if too much is staged. Returns the time paused.
+    fn staged(self: &Arc<Self>, store: &Arc<Store>) -> Result<std::time::Duration, crate::store::StoreError> {
         let due = self.note_staged();
         if self.every.is_zero() {
-            return self.write(store);
+            return self.write(store).map(|()| std::time::Duration::ZERO);
         }
         let staged = store.staged_txs();
         if staged >= MAX_STAGED_TXS {
             let started = std::time::Instant::now();
-            let written = self.write(store);
+            self.write(store)?;
+            let waited = started.elapsed();
             tracing::warn!(
                 chain = %store.chain(),
                 staged,
-                waited_ms = started.elapsed().as_millis() as u64,
+                waited_ms = waited.as_millis() as u64,
                 "applying waited for the chain store: more than {MAX_STAGED_TXS} transactions were staged"
             );
-            return written;
+            return Ok(waited);
         }
         let due = due || staged >= FLUSH_AT_TXS;
         if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) && !self.flush_in_background(store) {
             self.running.store(false, std::sync::atomic::Ordering::Release);
-            return self.write(store);
+            return self.write(store).map(|()| std::time::Duration::ZERO);
         }
-        Ok(())
+        // Behind: the flush started before these were staged still runs. Pausing here (a
+        // blocking thread, not the runtime's) lets fewer blocks commit, which frees CPU for it.
+        if staged >= SLOW_AT_TXS && self.running.load(std::sync::atomic::Ordering::Acquire) {
+            let pause = pause_for(staged);
+            std::thread::sleep(pause);
+            return Ok(pause);
+        }
+        Ok(std::time::Duration::ZERO)
     }
 
     /// Hand `store` to the `store-flush` thread (started now if it is not running); false when
@@ -526,14 +551,15 @@ impl StateMachine {
         let started = std::time::Instant::now();
         let write = |e| sm_err(ErrorVerb::Write, e);
         store.stage(blocks, writes, &meta).map_err(write)?;
-        self.sync.staged(&store).map_err(write)?;
+        let waited = self.sync.staged(&store).map_err(write)?;
         let m = &self.metrics;
         m.batches.fetch_add(1, Relaxed);
         m.blocks.fetch_add(hashes.len() as u64, Relaxed);
         m.txs.fetch_add(txs, Relaxed);
         m.verify_micros.fetch_add(verify.as_micros() as u64, Relaxed);
         m.execute_micros.fetch_add(execute.as_micros() as u64, Relaxed);
-        m.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        m.commit_micros.fetch_add(started.elapsed().saturating_sub(waited).as_micros() as u64, Relaxed);
+        m.store_wait_micros.fetch_add(waited.as_micros() as u64, Relaxed);
         m.store_syncs.store(self.sync.syncs(), Relaxed);
         if let Some(hook) = &self.applied {
             for h in hashes {
@@ -743,5 +769,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         // Opening files and starting a thread: no waiting, the export is written beside.
         self.current_snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_pauses_only_past_the_slow_mark_and_at_most_the_longest_pause() {
+        assert_eq!(pause_for(0), std::time::Duration::ZERO);
+        assert_eq!(pause_for(SLOW_AT_TXS), std::time::Duration::ZERO);
+        let halfway = pause_for((SLOW_AT_TXS + MAX_STAGED_TXS) / 2);
+        assert!(halfway > MAX_PAUSE / 3 && halfway < MAX_PAUSE * 2 / 3, "{halfway:?}");
+        assert_eq!(pause_for(MAX_STAGED_TXS), MAX_PAUSE);
+        assert_eq!(pause_for(10 * MAX_STAGED_TXS), MAX_PAUSE);
     }
 }
