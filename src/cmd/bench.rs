@@ -408,12 +408,20 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn record(&mut self, live: &Live, txs: u64, result: Result<Tally, String>, latency: Duration) {
+    /// A batch's result, answered at `answered_at` after `latency`.
+    fn record(
+        &mut self,
+        live: &Live,
+        txs: u64,
+        result: Result<Tally, String>,
+        latency: Duration,
+        answered_at: Instant,
+    ) {
         match result {
             Ok(t) => {
                 live.committed.fetch_add(t.committed, Ordering::Relaxed);
                 self.tally.add(t);
-                self.answered.push((Instant::now(), latency.as_secs_f64() * 1000.0));
+                self.answered.push((answered_at, latency.as_secs_f64() * 1000.0));
             }
             Err(e) => {
                 self.tally.unanswered += txs;
@@ -437,7 +445,7 @@ async fn closed_loop(sender: Sender, stream: Stream, deadline: Instant, live: Ar
         live.sent.fetch_add(txs, Ordering::Relaxed);
         let t0 = Instant::now();
         let result = sender.send(stream.chain, batch).await;
-        out.record(&live, txs, result, t0.elapsed());
+        out.record(&live, txs, result, t0.elapsed(), Instant::now());
     }
     out
 }
@@ -477,13 +485,14 @@ async fn open_loop(
         tasks.push(tokio::spawn(async move {
             let result = sender.send(chain, batch).await;
             drop(slot);
-            (txs, result, at.elapsed())
+            (txs, result, at.elapsed(), Instant::now())
         }));
     }
+    // Awaited after the schedule is sent: each task kept the time its answer came.
     for task in tasks {
         match task.await {
-            Ok((txs, result, latency)) => out.record(&live, txs, result, latency),
-            Err(e) => out.record(&live, 0, Err(e.to_string()), Duration::ZERO),
+            Ok((txs, result, latency, answered_at)) => out.record(&live, txs, result, latency, answered_at),
+            Err(e) => out.record(&live, 0, Err(e.to_string()), Duration::ZERO, Instant::now()),
         }
     }
     out
@@ -992,5 +1001,23 @@ mod tests {
         // But never below the floor (8 chains x 8 submitters), and no division by zero.
         assert_eq!(closed_loop_txs_per_client(60, 64), MIN_PRESIGNED_PER_SUBMITTER);
         assert_eq!(closed_loop_txs_per_client(60, 0), MAX_PRESIGNED.min(120_000));
+    }
+
+    #[test]
+    fn the_timeline_buckets_batches_by_when_they_were_answered() {
+        let started = Instant::now();
+        let live = Live::default();
+        let mut out = Outcome::default();
+        let at = |ms: u64| started + Duration::from_millis(ms);
+        // Recorded late (as the open loop does, after the schedule is sent): the answer's own
+        // time decides the second, not the time of recording.
+        out.record(&live, 1, Ok(Tally::default()), Duration::from_millis(10), at(100));
+        out.record(&live, 1, Ok(Tally::default()), Duration::from_millis(30), at(900));
+        out.record(&live, 1, Ok(Tally::default()), Duration::from_millis(500), at(2_500));
+        out.record(&live, 1, Err("timeout".into()), Duration::ZERO, at(2_600));
+        let t = timeline(started, &out.answered);
+        let seen: Vec<(u64, usize, f64)> = t.iter().map(|s| (s.second, s.batches, s.max_ms)).collect();
+        assert_eq!(seen, vec![(1, 2, 30.0), (2, 0, 0.0), (3, 1, 500.0)]);
+        assert_eq!(out.failed_batches, 1);
     }
 }
