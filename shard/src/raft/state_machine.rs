@@ -318,7 +318,7 @@ impl StoreSync {
         how: Commit,
         flush: impl FnOnce() -> Result<T, crate::store::StoreError>,
     ) -> Result<T, crate::store::StoreError> {
-        let (started, staged) = (std::time::Instant::now(), store.staged_txs());
+        let (started, cpu, staged) = (std::time::Instant::now(), crate::thread::cpu_time(), store.staged_txs());
         {
             let mut s = self.state.lock().expect("sync lock");
             s.dirty = false;
@@ -334,6 +334,7 @@ impl StoreSync {
                     txs = staged,
                     durable = how == Commit::Durable,
                     ms = started.elapsed().as_millis() as u64,
+                    cpu_ms = crate::thread::cpu_time().saturating_sub(cpu).as_millis() as u64,
                     "chain store written"
                 );
                 self.syncs.fetch_add(1, Relaxed);
