@@ -14,7 +14,10 @@
 //! being deterministic, makes the same blocks again.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -131,7 +134,7 @@ pub struct StoreSync {
     /// Flushes so far.
     syncs: AtomicU64,
     /// A background flush is running.
-    running: std::sync::atomic::AtomicBool,
+    running: AtomicBool,
     /// Hands stores to flush to the `store-flush` thread, started at the first background flush;
     /// the thread ends when this is dropped. One long-lived thread keeps its allocator's pages
     /// from one write to the next, where a thread per write began each with fresh ones.
@@ -188,7 +191,7 @@ impl StoreSync {
             fsync_every: fsync_every.max(every),
             state: Mutex::new(SyncState { last: now, last_fsync: now, dirty: false }),
             syncs: AtomicU64::new(0),
-            running: std::sync::atomic::AtomicBool::new(false),
+            running: AtomicBool::new(false),
             flusher: Mutex::new(None),
         }
     }
@@ -214,13 +217,13 @@ impl StoreSync {
             return Ok(waited);
         }
         let due = due || staged >= FLUSH_AT_TXS;
-        if due && !self.running.swap(true, std::sync::atomic::Ordering::AcqRel) && !self.flush_in_background(store) {
-            self.running.store(false, std::sync::atomic::Ordering::Release);
+        if due && !self.running.swap(true, AcqRel) && !self.flush_in_background(store) {
+            self.running.store(false, Release);
             return self.write(store).map(|()| std::time::Duration::ZERO);
         }
         // Behind: the flush started before these were staged still runs. Pausing here (a
         // blocking thread, not the runtime's) lets fewer blocks commit, which frees CPU for it.
-        if staged >= SLOW_AT_TXS && self.running.load(std::sync::atomic::Ordering::Acquire) {
+        if staged >= SLOW_AT_TXS && self.running.load(Acquire) {
             let pause = pause_for(staged);
             std::thread::sleep(pause);
             return Ok(pause);
@@ -242,7 +245,7 @@ impl StoreSync {
                     if let Err(e) = sync.write(&store) {
                         tracing::warn!(chain = %store.chain(), error = %e, "cannot write applied blocks to the chain store");
                     }
-                    sync.running.store(false, std::sync::atomic::Ordering::Release);
+                    sync.running.store(false, Release);
                 }
             });
             if started.is_err() {
@@ -274,11 +277,11 @@ impl StoreSync {
             (s.dirty && s.last.elapsed() >= self.every)
                 || (store.unsynced() && s.last_fsync.elapsed() >= self.fsync_every)
         };
-        if !due || self.running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if !due || self.running.swap(true, AcqRel) {
             return Ok(false);
         }
         let written = self.write(store);
-        self.running.store(false, std::sync::atomic::Ordering::Release);
+        self.running.store(false, Release);
         written.map(|()| true)
     }
 
