@@ -19,6 +19,12 @@
 //! decompressed (a square root per key, which zebra's batch API recomputes every batch); and the
 //! batch's random coefficients come from one ChaCha20 stream seeded from the system per batch,
 //! not from one system call per signature.
+//!
+//! The batch arithmetic runs on `curve25519-dalek` 5, built (`.cargo/config.toml`) with its
+//! AVX-512 IFMA backend beside the AVX2 one; it picks IFMA at run time on CPUs that have it, which
+//! makes the batch's multiscalar multiplication about 2.5 times faster there. Single checks stay
+//! on `ed25519-zebra`, the reference implementation of the rule, which the release gate also
+//! times as its measure of the machine.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
