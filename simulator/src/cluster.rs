@@ -392,10 +392,11 @@ ack_before_commit = {early}
     }
 
     /// Stop node `id` with SIGTERM and wait for it to exit; an error (with the node's log)
-    /// when it had already failed or does not stop cleanly within 10 s.
+    /// when it had already failed or does not stop cleanly within [`STOP_TIMEOUT`].
     pub fn try_stop(&mut self, id: u64) -> Result<(), String> {
         let Some(c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) else { return Ok(()) };
-        terminate(c).map_err(|e| format!("node {id} {e}; its log:\n{}", self.log(id)))
+        sigterm(&c);
+        wait_for_exit(c).map_err(|e| format!("node {id} {e}; its log:\n{}", self.log(id)))
     }
 
     /// Stop node `id`, panicking unless it stops cleanly (for tests).
@@ -405,18 +406,30 @@ ack_before_commit = {early}
         }
     }
 
-    /// Stop router `id` with SIGTERM; an error (with its log) unless it stops cleanly in 10 s.
+    /// Stop router `id` with SIGTERM; an error (with its log) unless it stops cleanly within
+    /// [`STOP_TIMEOUT`].
     pub fn try_stop_router(&mut self, id: u64) -> Result<(), String> {
         let Some(c) = self.routers.get_mut(&id).and_then(|r| r.child.take()) else { return Ok(()) };
-        terminate(c).map_err(|e| format!("router {id} {e}; its log:\n{}", self.router_log(id)))
+        sigterm(&c);
+        wait_for_exit(c).map_err(|e| format!("router {id} {e}; its log:\n{}", self.router_log(id)))
     }
 
-    /// Stop every router and node; the errors of those that did not stop cleanly.
+    /// Stop every router, then every node; the errors of those that did not stop cleanly. The
+    /// nodes are all signalled before any is waited for: each writes what it has staged to its
+    /// chain store before it exits, and they do so side by side rather than one after another.
     pub fn try_stop_all(&mut self) -> Vec<String> {
         let routers: Vec<u64> = self.routers.keys().copied().collect();
         let mut errors: Vec<String> = routers.into_iter().filter_map(|id| self.try_stop_router(id).err()).collect();
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        errors.extend(ids.into_iter().filter_map(|id| self.try_stop(id).err()));
+        let stopping: Vec<(u64, Child)> =
+            self.nodes.iter_mut().filter_map(|(id, n)| n.child.take().map(|c| (*id, c))).collect();
+        for (_, c) in &stopping {
+            sigterm(c);
+        }
+        for (id, c) in stopping {
+            if let Err(e) = wait_for_exit(c) {
+                errors.push(format!("node {id} {e}; its log:\n{}", self.log(id)));
+            }
+        }
         errors
     }
 
@@ -690,10 +703,21 @@ fn with_apply_delay(config: &str, delay_ms: u64) -> String {
     out.join("\n") + "\n"
 }
 
-/// SIGTERM a process and wait up to 10 s for a clean exit (killing it after that).
-fn terminate(mut c: Child) -> Result<(), String> {
+/// How long a process may take to stop after SIGTERM before it is killed: as long as the
+/// systemd units in `deploy/` give it. A node writes the blocks it has applied but not yet
+/// written (up to 400,000 transactions) to its chain store before it exits, which takes seconds
+/// on a busy machine.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ask a process to stop.
+fn sigterm(c: &Child) {
     let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-    for _ in 0..100 {
+}
+
+/// Wait up to [`STOP_TIMEOUT`] for a clean exit (killing the process after that).
+fn wait_for_exit(mut c: Child) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < STOP_TIMEOUT {
         if let Ok(Some(status)) = c.try_wait() {
             return if status.success() { Ok(()) } else { Err(format!("exited with {status}")) };
         }
@@ -701,7 +725,7 @@ fn terminate(mut c: Child) -> Result<(), String> {
     }
     let _ = c.kill();
     let _ = c.wait();
-    Err("did not stop within 10 s".into())
+    Err(format!("did not stop within {} s", STOP_TIMEOUT.as_secs()))
 }
 
 impl Drop for Cluster {
