@@ -77,7 +77,9 @@ pub struct Args {
     /// (`POST /v1/transactions/batch`) instead of QUIC to the chain's leader. One chain only.
     #[arg(long)]
     via_router: bool,
-    /// Concurrent submitters per chain, each with its own stream of holders and licences.
+    /// Concurrent submitters per chain, each with its own stream of holders and licences. In the
+    /// closed loop they keep `--clients` × `--batch` transactions in flight per chain, and a
+    /// batch's latency is about that many divided by the committed rate.
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Transactions per submission.
@@ -939,6 +941,18 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
     report
 }
 
+/// In a closed loop every submitter keeps one batch in flight, so by Little's law a batch's
+/// latency is about the transactions in flight divided by the rate that commits them: the
+/// transactions in flight per chain and that latency in milliseconds.
+fn closed_loop_queue(r: &Report) -> Option<(usize, f64)> {
+    let per_chain_tps = r.tps / r.chains.max(1) as f64;
+    if !matches!(r.rate, Rate::Max) || per_chain_tps <= 0.0 {
+        return None;
+    }
+    let in_flight = r.clients * r.batch;
+    Some((in_flight, in_flight as f64 / per_chain_tps * 1000.0))
+}
+
 pub(crate) fn print_report(r: &Report) {
     let rate = match r.rate {
         Rate::Max => "as fast as commits return".to_string(),
@@ -967,6 +981,12 @@ pub(crate) fn print_report(r: &Report) {
         "  submit-to-commit latency per batch: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
         r.p50_ms, r.p90_ms, r.p99_ms
     );
+    if let Some((in_flight, ms)) = closed_loop_queue(r) {
+        println!(
+            "  closed loop: {in_flight} transactions in flight per chain, so a batch waits about {ms:.0} ms behind \
+             them at this rate (fewer --clients or a smaller --batch trade throughput for latency)"
+        );
+    }
     println!(
         "  {} committed ({} valid), {} refused at admission, {} unanswered; {} late batch(es)",
         r.committed, r.valid, r.rejected, r.unanswered, r.late_batches
@@ -989,6 +1009,51 @@ pub(crate) fn print_report(r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(rate: Rate, chains: u32, tps: f64) -> Report {
+        Report {
+            tps,
+            offered_tps: tps,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms: 0.0,
+            cpu_us_per_tx: 0.0,
+            router_cpu_us_per_tx: 0.0,
+            load_cpu_us_per_tx: 0.0,
+            other_cpu_s: 0.0,
+            committed: 0,
+            valid: 0,
+            rejected: 0,
+            unanswered: 0,
+            late_batches: 0,
+            per_chain_tps: Vec::new(),
+            chains,
+            replicas: 3,
+            rate,
+            via_router: false,
+            relays: false,
+            seconds: 60.0,
+            clients: 8,
+            batch: 250,
+            block_size: 2000,
+            block_wait_ms: 10,
+            state_sync_ms: 10_000,
+            durability: String::new(),
+            mode: "closed loop",
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_closed_loop_names_its_queue_and_the_wait_it_makes() {
+        // 8 x 250 in flight at 10,000 tx/s: a batch waits 200 ms behind the other 1,999.
+        assert_eq!(closed_loop_queue(&report(Rate::Max, 1, 10_000.0)), Some((2000, 200.0)));
+        // Each chain has its own submitters: two chains sharing 20,000 tx/s each hold 2,000.
+        assert_eq!(closed_loop_queue(&report(Rate::Max, 2, 20_000.0)), Some((2000, 200.0)));
+        // An open loop's queue is whatever its schedule makes; nothing committed says nothing.
+        assert_eq!(closed_loop_queue(&report(Rate::PerSecond(10_000.0), 1, 10_000.0)), None);
+        assert_eq!(closed_loop_queue(&report(Rate::Max, 1, 0.0)), None);
+    }
 
     #[test]
     fn the_closed_loop_signs_enough_for_the_duration_within_bounds() {
