@@ -395,8 +395,12 @@ ack_before_commit = {early}
     /// when it had already failed or does not stop cleanly within [`STOP_TIMEOUT`].
     pub fn try_stop(&mut self, id: u64) -> Result<(), String> {
         let Some(c) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) else { return Ok(()) };
-        sigterm(&c);
-        wait_for_exit(c).map_err(|e| format!("node {id} {e}; its log:\n{}", self.log(id)))
+        terminate(c).map_err(|e| self.node_stop_failed(id, &e))
+    }
+
+    /// Why node `id` did not stop cleanly, with its log.
+    fn node_stop_failed(&self, id: u64, why: &str) -> String {
+        format!("node {id} {why}; its log:\n{}", self.log(id))
     }
 
     /// Stop node `id`, panicking unless it stops cleanly (for tests).
@@ -410,8 +414,7 @@ ack_before_commit = {early}
     /// [`STOP_TIMEOUT`].
     pub fn try_stop_router(&mut self, id: u64) -> Result<(), String> {
         let Some(c) = self.routers.get_mut(&id).and_then(|r| r.child.take()) else { return Ok(()) };
-        sigterm(&c);
-        wait_for_exit(c).map_err(|e| format!("router {id} {e}; its log:\n{}", self.router_log(id)))
+        terminate(c).map_err(|e| format!("router {id} {e}; its log:\n{}", self.router_log(id)))
     }
 
     /// Stop every router, then every node; the errors of those that did not stop cleanly. The
@@ -427,7 +430,7 @@ ack_before_commit = {early}
         }
         for (id, c) in stopping {
             if let Err(e) = wait_for_exit(c) {
-                errors.push(format!("node {id} {e}; its log:\n{}", self.log(id)));
+                errors.push(self.node_stop_failed(id, &e));
             }
         }
         errors
@@ -708,6 +711,12 @@ fn with_apply_delay(config: &str, delay_ms: u64) -> String {
 /// written (up to 400,000 transactions) to its chain store before it exits, which takes seconds
 /// on a busy machine.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// SIGTERM a process and wait for a clean exit (see [`wait_for_exit`]).
+fn terminate(c: Child) -> Result<(), String> {
+    sigterm(&c);
+    wait_for_exit(c)
+}
 
 /// Ask a process to stop.
 fn sigterm(c: &Child) {
