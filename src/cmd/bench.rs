@@ -86,9 +86,9 @@ pub struct Args {
     #[arg(long, default_value_t = 250)]
     batch: usize,
     /// With `--rate max`: transactions signed ahead per submitter (the run ends early, with a
-    /// warning, when they are used up). Default: enough for `--duration` at 2,000 tx/s per
-    /// submitter, at most 2,000,000 over all submitters, at least 40,000. With a numeric rate,
-    /// exactly what the schedule needs is signed.
+    /// warning, when they are used up). Default: enough for `--duration` at 16,000 tx/s per
+    /// chain, shared by its submitters (2,000 tx/s each at least), at most 2,000,000 over all
+    /// submitters, at least 40,000. With a numeric rate, exactly what the schedule needs is signed.
     #[arg(long)]
     txs_per_client: Option<usize>,
     /// With a numeric rate: batches a submitter may have outstanding; a batch that finds none free
@@ -500,21 +500,32 @@ async fn open_loop(
     out
 }
 
-/// Closed loop: the send rate per submitter that pre-signed batches are dated for. Above what
-/// any submitter here reaches, so a batch's date stays at or behind the clock when it is sent:
-/// dated ahead, a use would reach the chain before the grant it uses begins (`not_before` is the
-/// grant's date) and be recorded as invalid, more of them the faster the chain (at 500 tx/s per
-/// submitter, 8–18% of a 7,000 tx/s run).
+/// Closed loop: the send rate per submitter that pre-signed batches are dated for, at least.
+/// Above what any submitter here reaches, so a batch's date stays at or behind the clock when it
+/// is sent: dated ahead, a use would reach the chain before the grant it uses begins
+/// (`not_before` is the grant's date) and be recorded as invalid, more of them the faster the
+/// chain (at 500 tx/s per submitter, 8–18% of a 7,000 tx/s run).
 const NOMINAL_TX_PER_SECOND_PER_SUBMITTER: f64 = 2000.0;
 
+/// Closed loop: a chain's committed rate that its submitters' batches are dated and signed for,
+/// at least: above what one three-replica chain commits on the CI-class machines (12,000–16,000
+/// tx/s), so that fewer submitters, each sending more, still date their batches behind the
+/// clock and still have enough for the whole run.
+const NOMINAL_TX_PER_SECOND_PER_CHAIN: f64 = 16_000.0;
+
+/// Closed loop: the rate one of `clients` submitters of a chain is dated and signed for.
+fn nominal_rate_per_submitter(clients: usize) -> f64 {
+    NOMINAL_TX_PER_SECOND_PER_SUBMITTER.max(NOMINAL_TX_PER_SECOND_PER_CHAIN / clients.max(1) as f64)
+}
+
 /// Closed loop without `--txs-per-client`: enough pre-signed transactions for `duration` seconds
-/// at [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] (about what each of 8 submitters sends to a
-/// three-replica chain on the CI-class machines; fewer submitters per chain or a faster machine
-/// send more, and then need `--txs-per-client`), so that a run lasts as long as asked; at most
-/// [`MAX_PRESIGNED`] over all submitters, whose signing takes time and memory before the run; at
-/// least [`MIN_PRESIGNED_PER_SUBMITTER`].
-fn closed_loop_txs_per_client(duration: u64, submitters: usize) -> usize {
-    let for_duration = (duration as f64 * NOMINAL_TX_PER_SECOND_PER_SUBMITTER).ceil() as usize;
+/// at [`nominal_rate_per_submitter`] (a chain's 8 submitters get 2,000 tx/s each, 4 get 4,000; a
+/// faster machine sends more, and then needs `--txs-per-client`), so that a run lasts as long as
+/// asked; at most [`MAX_PRESIGNED`] over all `chains × clients` submitters, whose signing takes
+/// time and memory before the run; at least [`MIN_PRESIGNED_PER_SUBMITTER`].
+fn closed_loop_txs_per_client(duration: u64, chains: u32, clients: usize) -> usize {
+    let for_duration = (duration as f64 * nominal_rate_per_submitter(clients)).ceil() as usize;
+    let submitters = chains as usize * clients;
     for_duration.min(MAX_PRESIGNED / submitters.max(1)).max(MIN_PRESIGNED_PER_SUBMITTER)
 }
 
@@ -528,7 +539,7 @@ const MIN_PRESIGNED_PER_SUBMITTER: usize = 40_000;
 /// Sign every stream's transactions (one thread per stream) and cut them into batches. Each
 /// batch is dated (its `valid_until`, grant windows) as if signed when it is sent, as a client
 /// signs just before sending: at its slot of the open-loop schedule (`interval` apart), or at
-/// [`NOMINAL_TX_PER_SECOND_PER_SUBMITTER`] in the closed loop. Transaction ids start with
+/// [`nominal_rate_per_submitter`] in the closed loop. Transaction ids start with
 /// `valid_until`, so this also gives the chain's tx index the time-ordered ids real clients send.
 fn presign(args: &Args, per_stream: usize, interval: Option<Duration>) -> anyhow::Result<Vec<Stream>> {
     let consortium = Profile::sample().into_dev_consortium()?;
@@ -541,7 +552,8 @@ fn presign(args: &Args, per_stream: usize, interval: Option<Duration>) -> anyhow
     let start = std::time::Instant::now();
     let t = now();
     let (batch, json) = (args.batch, args.via_router);
-    let step = interval.unwrap_or_else(|| Duration::from_secs_f64(batch as f64 / NOMINAL_TX_PER_SECOND_PER_SUBMITTER));
+    let step =
+        interval.unwrap_or_else(|| Duration::from_secs_f64(batch as f64 / nominal_rate_per_submitter(args.clients)));
     let out = std::thread::scope(|s| {
         let handles: Vec<_> = (0..streams)
             .map(|i| {
@@ -762,9 +774,10 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
     let submitters = args.chains as usize * args.clients;
     // Open loop: each submitter sends `batch` every `interval`, and exactly that much is signed.
     let (per_stream, interval) = match args.rate {
-        Rate::Max => {
-            (args.txs_per_client.unwrap_or_else(|| closed_loop_txs_per_client(args.duration, submitters)), None)
-        }
+        Rate::Max => (
+            args.txs_per_client.unwrap_or_else(|| closed_loop_txs_per_client(args.duration, args.chains, args.clients)),
+            None,
+        ),
         Rate::PerSecond(r) => {
             let per_submitter = r / submitters as f64;
             let interval = Duration::from_secs_f64(args.batch as f64 / per_submitter);
@@ -1058,14 +1071,28 @@ mod tests {
     #[test]
     fn the_closed_loop_signs_enough_for_the_duration_within_bounds() {
         // The 60-second runs: 8 submitters get 120,000 each, enough for 16,000 tx/s.
-        assert_eq!(closed_loop_txs_per_client(60, 8), 120_000);
+        assert_eq!(closed_loop_txs_per_client(60, 1, 8), 120_000);
+        // Fewer submitters send more each, and get more: 4 get 240,000, again 16,000 tx/s.
+        assert_eq!(closed_loop_txs_per_client(60, 1, 4), 240_000);
+        // More submitters each get the floor rate, 2,000 tx/s (one replica, 16 submitters).
+        assert_eq!(closed_loop_txs_per_client(60, 1, 16), 120_000);
         // Short runs keep the old floor.
-        assert_eq!(closed_loop_txs_per_client(10, 8), MIN_PRESIGNED_PER_SUBMITTER);
+        assert_eq!(closed_loop_txs_per_client(10, 1, 8), MIN_PRESIGNED_PER_SUBMITTER);
         // Many chains share the cap: 4 chains x 8 submitters for 60 s get 62,500 each.
-        assert_eq!(closed_loop_txs_per_client(60, 32), MAX_PRESIGNED / 32);
+        assert_eq!(closed_loop_txs_per_client(60, 4, 8), MAX_PRESIGNED / 32);
         // But never below the floor (8 chains x 8 submitters), and no division by zero.
-        assert_eq!(closed_loop_txs_per_client(60, 64), MIN_PRESIGNED_PER_SUBMITTER);
-        assert_eq!(closed_loop_txs_per_client(60, 0), MAX_PRESIGNED.min(120_000));
+        assert_eq!(closed_loop_txs_per_client(60, 8, 8), MIN_PRESIGNED_PER_SUBMITTER);
+        assert_eq!(closed_loop_txs_per_client(60, 0, 8), 120_000);
+        assert_eq!(closed_loop_txs_per_client(60, 1, 0), MAX_PRESIGNED.min(960_000));
+    }
+
+    #[test]
+    fn fewer_submitters_date_their_batches_for_the_chains_rate() {
+        assert_eq!(nominal_rate_per_submitter(8), 2000.0);
+        assert_eq!(nominal_rate_per_submitter(4), 4000.0);
+        assert_eq!(nominal_rate_per_submitter(1), 16_000.0);
+        assert_eq!(nominal_rate_per_submitter(32), 2000.0);
+        assert_eq!(nominal_rate_per_submitter(0), 16_000.0);
     }
 
     #[test]
