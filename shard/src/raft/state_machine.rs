@@ -135,10 +135,23 @@ pub struct StoreSync {
     syncs: AtomicU64,
     /// A background flush is running.
     running: AtomicBool,
-    /// Hands stores to flush to the `store-flush` thread, started at the first background flush;
-    /// the thread ends when this is dropped. One long-lived thread keeps its allocator's pages
-    /// from one write to the next, where a thread per write began each with fresh ones.
-    flusher: Mutex<Option<std::sync::mpsc::Sender<Arc<Store>>>>,
+    /// Hands writes to the `store-flush` thread, started at the first background flush; the
+    /// thread ends when this is dropped. One long-lived thread keeps its allocator's pages from
+    /// one write to the next, where a thread per write began each with fresh ones.
+    flusher: Mutex<Option<std::sync::mpsc::Sender<FlushJob>>>,
+}
+
+/// Work for the `store-flush` thread.
+enum FlushJob {
+    /// A periodic write ([`StoreSync::write`]).
+    Write(Arc<Store>),
+    /// A durable write for a snapshot, answered with the metadata asked for
+    /// ([`Store::flush_durable_meta`]).
+    Durable {
+        store: Arc<Store>,
+        keys: Vec<&'static str>,
+        reply: std::sync::mpsc::Sender<Result<crate::store::MetaValues, crate::store::StoreError>>,
+    },
 }
 
 #[derive(Debug)]
@@ -234,18 +247,31 @@ impl StoreSync {
     /// Hand `store` to the `store-flush` thread (started now if it is not running); false when
     /// no thread can take it.
     fn flush_in_background(self: &Arc<Self>, store: &Arc<Store>) -> bool {
+        self.to_flusher(FlushJob::Write(store.clone()))
+    }
+
+    /// Hand `job` to the `store-flush` thread (started now if it is not running); false when no
+    /// thread can take it.
+    fn to_flusher(self: &Arc<Self>, job: FlushJob) -> bool {
         let mut flusher = self.flusher.lock().expect("flusher lock");
         if flusher.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Arc<Store>>();
+            let (tx, rx) = std::sync::mpsc::channel::<FlushJob>();
             let sync = Arc::downgrade(self);
             let started = std::thread::Builder::new().name("store-flush".into()).spawn(move || {
                 crate::thread::lower_this_threads_priority(10);
-                for store in rx {
+                for job in rx {
                     let Some(sync) = sync.upgrade() else { break };
-                    if let Err(e) = sync.write(&store) {
-                        tracing::warn!(chain = %store.chain(), error = %e, "cannot write applied blocks to the chain store");
+                    match job {
+                        FlushJob::Write(store) => {
+                            if let Err(e) = sync.write(&store) {
+                                tracing::warn!(chain = %store.chain(), error = %e, "cannot write applied blocks to the chain store");
+                            }
+                            sync.running.store(false, Release);
+                        }
+                        FlushJob::Durable { store, keys, reply } => {
+                            let _ = reply.send(sync.flush_durable_meta_here(&store, &keys));
+                        }
                     }
-                    sync.running.store(false, Release);
                 }
             });
             if started.is_err() {
@@ -253,7 +279,7 @@ impl StoreSync {
             }
             *flusher = Some(tx);
         }
-        let sent = flusher.as_ref().is_some_and(|tx| tx.send(store.clone()).is_ok());
+        let sent = flusher.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
             // The thread is gone (it panicked): the next background flush starts another.
             *flusher = None;
@@ -302,8 +328,30 @@ impl StoreSync {
     }
 
     /// Flush `store` now, durably, and read `keys` of its metadata as of that flush (see
-    /// [`Store::flush_durable_meta`]).
+    /// [`Store::flush_durable_meta`]). The write runs on the `store-flush` thread, after any
+    /// write it has in hand, at that thread's low priority: a snapshot's write is as large as a
+    /// periodic one (tens of thousands of transactions), and on the blocking thread that asks
+    /// for it, at the pipeline's priority, it took the CPU from committing for a second or more
+    /// on every replica at once. Here instead when `here` is set (work done in place, in order),
+    /// when every apply flushes (nothing is staged), or when no thread can take it.
     pub fn flush_durable_meta(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        keys: &[&'static str],
+        here: bool,
+    ) -> Result<crate::store::MetaValues, crate::store::StoreError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let job = || FlushJob::Durable { store: store.clone(), keys: keys.to_vec(), reply };
+        if !here && !self.every.is_zero() && self.to_flusher(job()) {
+            // No answer means the thread ended (it panicked) with the job in hand.
+            if let Ok(written) = answer.recv() {
+                return written;
+            }
+        }
+        self.flush_durable_meta_here(store, keys)
+    }
+
+    fn flush_durable_meta_here(
         &self,
         store: &Store,
         keys: &[&str],
@@ -583,7 +631,7 @@ impl StateMachine {
         let store = current(&self.store);
         let values = self
             .sync
-            .flush_durable_meta(&store, &[META_APPLIED, META_MEMBERSHIP])
+            .flush_durable_meta(&store, &[META_APPLIED, META_MEMBERSHIP], self.in_place)
             .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let meta = snapshot_meta(values, String::new())?;
         let mut s = self.snapshots.lock().expect("snapshot lock");
@@ -788,5 +836,28 @@ mod tests {
         assert!(halfway > MAX_PAUSE / 3 && halfway < MAX_PAUSE * 2 / 3, "{halfway:?}");
         assert_eq!(pause_for(MAX_STAGED_TXS), MAX_PAUSE);
         assert_eq!(pause_for(10 * MAX_STAGED_TXS), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_snapshots_durable_write_is_made_by_the_flush_thread_and_answered() {
+        use elchain_types::ids::{ChainId, Timestamp};
+        use elchain_types::profile::Profile;
+        let dir = tempfile::tempdir().unwrap();
+        let consortium = Profile::sample().into_dev_consortium().unwrap();
+        let store =
+            Arc::new(Store::create(&dir.path().join("chain.redb"), ChainId(1), &consortium, Timestamp(1)).unwrap());
+        let sync = Arc::new(StoreSync::new(std::time::Duration::from_secs(10)));
+        store.stage(Vec::new(), crate::state::Writes::default(), &[("applied", b"7")]).unwrap();
+        let values = sync.flush_durable_meta(&store, &["applied", "absent"], false).unwrap();
+        assert_eq!(values, vec![Some(b"7".to_vec()), None]);
+        assert!(sync.flusher.lock().unwrap().is_some(), "the store-flush thread made the write");
+        assert!(!store.unsynced(), "and made it durable");
+        // In place (the deterministic simulator), no thread is started.
+        let in_place = Arc::new(StoreSync::new(std::time::Duration::from_secs(10)));
+        store.stage(Vec::new(), crate::state::Writes::default(), &[("applied", b"8")]).unwrap();
+        let values = in_place.flush_durable_meta(&store, &["applied"], true).unwrap();
+        assert_eq!(values, vec![Some(b"8".to_vec())]);
+        assert!(in_place.flusher.lock().unwrap().is_none());
+        assert!(!store.unsynced());
     }
 }
