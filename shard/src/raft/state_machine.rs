@@ -316,14 +316,21 @@ impl StoreSync {
         self.flush_as(store, Commit::Durable)
     }
 
-    /// A periodic flush: durable when an fsync is due, else written and handed to writeback.
+    /// A periodic flush: written, its pages written back a few MiB at a time, and then made
+    /// durable when an fsync is due. (An fsync straight after the write would hand all of its
+    /// pages to the disk at once, and every Raft log fsync would wait behind them.) The fsync
+    /// is of the store as written, not of what was staged meanwhile: that waits for the next
+    /// write, as a smaller write of its own would cost more per transaction.
     fn write(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         let fsync_due = self.state.lock().expect("sync lock").last_fsync.elapsed() >= self.fsync_every;
-        if fsync_due {
-            return self.flush_as(store, Commit::Durable);
-        }
         self.flush_as(store, Commit::Deferred)?;
-        store.start_writeback();
+        store.write_back();
+        if fsync_due {
+            let started = std::time::Instant::now();
+            store.sync()?;
+            self.state.lock().expect("sync lock").last_fsync = started;
+            tracing::debug!(chain = %store.chain(), ms = started.elapsed().as_millis() as u64, "chain store fsynced");
+        }
         Ok(())
     }
 

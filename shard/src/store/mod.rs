@@ -120,6 +120,10 @@ impl Commit {
     }
 }
 
+/// Bytes of the chain store file [`Store::write_back`] hands to the disk at a time: a few
+/// milliseconds of the disk's time, which is what a Raft log fsync may wait behind.
+const WRITE_BACK_CHUNK: u64 = 4 << 20;
+
 /// Metadata values read with an export or a durable flush, in the order asked for.
 pub type MetaValues = Vec<Option<Vec<u8>>>;
 
@@ -281,21 +285,31 @@ impl Store {
         Ok(committed?)
     }
 
-    /// Start writing the file's dirty pages to the disk without waiting for them (after a
-    /// [`Commit::Deferred`] flush), so that the next durable commit finds little left to write
-    /// and its fsync does not hold the disk for long. Linux only; elsewhere it does nothing.
-    pub fn start_writeback(&self) {
+    /// Write the file's dirty pages to the disk (after a [`Commit::Deferred`] flush), a few MiB at
+    /// a time, each waited for before the next is handed over. The disk's queue then never holds
+    /// more than [`WRITE_BACK_CHUNK`] of this file, so a Raft log fsync behind it waits for that,
+    /// not for a whole store write: handed over at once, a write's hundreds of MiB took the disk
+    /// for a second or two, every replica's log fsync waited tens of milliseconds, and commits
+    /// stalled. A durable commit after this finds little left to fsync. Blocks the calling
+    /// thread until the pages are written. Linux only; elsewhere it does nothing.
+    pub fn write_back(&self) {
         #[cfg(target_os = "linux")]
         if let Some(file) = &self.file {
             use std::os::fd::AsRawFd;
-            // The one call outside safe Rust: no maintained crate wraps sync_file_range(2).
-            // SAFETY: the descriptor is open for as long as `file` lives; the call only asks the
-            // kernel to start writing the file's dirty pages and touches no memory of ours.
-            #[allow(unsafe_code)]
-            let r = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-            if r != 0 {
-                let e = std::io::Error::last_os_error();
-                tracing::debug!(path = %self.path.display(), error = %e, "cannot start writeback");
+            let len = file.metadata().map_or(0, |m| m.len());
+            let how =
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            for offset in (0..len).step_by(WRITE_BACK_CHUNK as usize) {
+                // The one call outside safe Rust: no maintained crate wraps sync_file_range(2).
+                // SAFETY: the descriptor is open for as long as `file` lives; the call only asks
+                // the kernel to write the range's dirty pages and touches no memory of ours.
+                #[allow(unsafe_code)]
+                let r = unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, WRITE_BACK_CHUNK as i64, how) };
+                if r != 0 {
+                    let e = std::io::Error::last_os_error();
+                    tracing::debug!(path = %self.path.display(), error = %e, "cannot write back the chain store's pages");
+                    return;
+                }
             }
         }
     }
@@ -549,6 +563,17 @@ impl Store {
         let _one_at_a_time = self.flushing.lock().expect("flush lock");
         self.flush_locked(Commit::Durable)?;
         Export { txn: self.db.begin_read()? }.meta(keys)
+    }
+
+    /// Make every commit so far durable, staging nothing new: an empty durable commit, whose
+    /// fsync finds little left to write after [`Store::write_back`].
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().expect("flush lock");
+        if !self.unsynced() {
+            return Ok(());
+        }
+        let w = self.begin_write(Commit::Durable)?;
+        self.commit_as(w, Commit::Durable)
     }
 
     /// Build a store at `path` from an export ([`Store::export`], [`Export::write_to`]) read from

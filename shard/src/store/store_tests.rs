@@ -442,6 +442,43 @@ fn a_store_knows_whether_a_commit_still_waits_for_an_fsync() {
 }
 
 #[test]
+fn an_fsync_makes_what_was_written_durable_and_leaves_what_was_staged_since_for_the_next_write() {
+    use crate::raft::state_machine::StoreSync;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = scripted_blocks(11, 3);
+    let l = ledger(dir.path());
+    fill(&l, &blocks[..1]);
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        std::fs::copy(l.store().path(), &to).unwrap();
+        Store::open(&to).unwrap().tip().unwrap()
+    };
+    // Written without an fsync and written back: still not durable.
+    let first = execute_next(&l, blocks[1].clone(), Timestamp(T0 + 1000));
+    l.store().stage(vec![first.block.clone()], first.writes, &[]).unwrap();
+    l.store().flush(Commit::Deferred).unwrap();
+    l.store().write_back();
+    assert!(l.store().unsynced());
+    // Staged after that write: the fsync is of the file as written, and this stays staged.
+    let second = execute_next(&l, blocks[2].clone(), Timestamp(T0 + 2000));
+    l.store().stage(vec![second.block.clone()], second.writes, &[]).unwrap();
+    l.store().sync().unwrap();
+    assert!(!l.store().unsynced());
+    assert_eq!(l.store().staged_blocks(), 1);
+    assert_eq!(copy("synced.redb"), first.block.header, "a crash now comes back at the first block");
+    assert_eq!(l.tip().unwrap(), second.block.header, "reads still see the staged block");
+    // A periodic write with an fsync due writes the staged block, then makes it durable.
+    let sync = StoreSync::with_fsync(Duration::from_millis(1), Duration::from_millis(1));
+    sync.note_staged();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(sync.flush_due(l.store()).unwrap());
+    assert_eq!(l.store().staged_blocks(), 0);
+    assert!(!l.store().unsynced());
+    assert_eq!(copy("written.redb"), second.block.header);
+}
+
+#[test]
 fn checkpoints_are_read_at_once_and_written_by_the_next_flush_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = scripted_blocks(15, 2);
