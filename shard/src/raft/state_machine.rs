@@ -321,7 +321,11 @@ impl StoreSync {
     /// pages to the disk at once, and every Raft log fsync would wait behind them.) The fsync
     /// is of the store as written, not of what was staged meanwhile: that waits for the next
     /// write, as a smaller write of its own would cost more per transaction.
+    /// When every apply flushes, each write is small and durable at once.
     fn write(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        if self.every.is_zero() {
+            return self.flush_as(store, Commit::Durable);
+        }
         let fsync_due = self.state.lock().expect("sync lock").last_fsync.elapsed() >= self.fsync_every;
         self.flush_as(store, Commit::Deferred)?;
         store.write_back();
