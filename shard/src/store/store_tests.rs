@@ -389,6 +389,14 @@ fn exporting_writes_staged_blocks_first() {
     assert_eq!(copy.tip().unwrap().height, 3);
 }
 
+/// The tip a crash now would come back at: that of a copy of the store's file (what the file
+/// holds, without what is only staged), opened as `name` in `dir`.
+fn tip_after_a_crash(dir: &Path, store: &Store, name: &str) -> BlockHeader {
+    let to = dir.join(name);
+    std::fs::copy(store.path(), &to).unwrap();
+    Store::open(&to).unwrap().tip().unwrap()
+}
+
 #[test]
 fn writes_between_fsyncs_reach_the_file_only_at_the_next_fsync_which_a_quiet_chain_still_gets() {
     use crate::raft::state_machine::StoreSync;
@@ -407,11 +415,7 @@ fn writes_between_fsyncs_reach_the_file_only_at_the_next_fsync_which_a_quiet_cha
     assert!(sync.flush_due(l.store()).unwrap());
     assert_eq!(l.store().staged_blocks(), 0);
     assert_eq!(l.tip().unwrap(), ex.block.header, "reads see the write");
-    let copy = |name: &str| {
-        let to = dir.path().join(name);
-        std::fs::copy(l.store().path(), &to).unwrap();
-        Store::open(&to).unwrap().tip().unwrap()
-    };
+    let copy = |name: &str| tip_after_a_crash(dir.path(), l.store(), name);
     assert_eq!(copy("unsynced.redb"), durable, "a crash now comes back at the last fsync");
     // Nothing new arrives (a quiet chain): once the fsync interval has passed, the write is
     // fsynced anyway.
@@ -449,11 +453,7 @@ fn an_fsync_makes_what_was_written_durable_and_leaves_what_was_staged_since_for_
     let blocks = scripted_blocks(11, 3);
     let l = ledger(dir.path());
     fill(&l, &blocks[..1]);
-    let copy = |name: &str| {
-        let to = dir.path().join(name);
-        std::fs::copy(l.store().path(), &to).unwrap();
-        Store::open(&to).unwrap().tip().unwrap()
-    };
+    let copy = |name: &str| tip_after_a_crash(dir.path(), l.store(), name);
     // Written without an fsync and written back: still not durable.
     let first = execute_next(&l, blocks[1].clone(), Timestamp(T0 + 1000));
     l.store().stage(vec![first.block.clone()], first.writes, &[]).unwrap();
