@@ -587,7 +587,13 @@ impl Replica {
     /// Flush the chain store when applied blocks have waited longer than `[raft] state_sync_ms`
     /// for an fsync (when blocks come, the apply path flushes; this covers a chain gone quiet).
     fn flush_due(&self) {
-        if let Err(e) = self.sync.flush_due(&self.store()) {
+        let store = self.store();
+        let due = if self.endpoint.is_simulated() {
+            self.sync.flush_due(&store)
+        } else {
+            self.sync.flush_due_in_background(&store)
+        };
+        if let Err(e) = due {
             warn!(chain = %self.chain, error = %e, "cannot make the chain store durable");
         }
     }

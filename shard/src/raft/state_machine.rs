@@ -298,17 +298,41 @@ impl StoreSync {
     /// Also fsyncs writes that were not, once the fsync interval has passed (a quiet chain).
     /// Nothing is done while the `store-flush` thread is writing.
     pub fn flush_due(&self, store: &Store) -> Result<bool, crate::store::StoreError> {
-        let due = {
-            let s = self.state.lock().expect("sync lock");
-            (s.dirty && s.last.elapsed() >= self.every)
-                || (store.unsynced() && s.last_fsync.elapsed() >= self.fsync_every)
-        };
-        if !due || self.running.swap(true, AcqRel) {
+        if !self.claim_due(store) {
             return Ok(false);
         }
         let written = self.write(store);
         self.running.store(false, Release);
         written.map(|()| true)
+    }
+
+    /// [`StoreSync::flush_due`], with the write handed to the `store-flush` thread (here only
+    /// when no thread can take it); true when a write was started or made. The timer that
+    /// calls this wakes as often as a busy chain's writes fall due, and often got there before
+    /// the apply that would have started the write: the whole write then ran on the timer's
+    /// blocking thread, at the pipeline's priority, and stalled committing on every replica.
+    pub fn flush_due_in_background(self: &Arc<Self>, store: &Arc<Store>) -> Result<bool, crate::store::StoreError> {
+        if !self.claim_due(store) {
+            return Ok(false);
+        }
+        if self.every.is_zero() || !self.flush_in_background(store) {
+            let written = self.write(store);
+            self.running.store(false, Release);
+            return written.map(|()| true);
+        }
+        Ok(true)
+    }
+
+    /// Whether a write is due (staged blocks older than `every`, or writes not fsynced for
+    /// `fsync_every`) and no other is running; when true the caller runs it and clears
+    /// `running` after.
+    fn claim_due(&self, store: &Store) -> bool {
+        let due = {
+            let s = self.state.lock().expect("sync lock");
+            (s.dirty && s.last.elapsed() >= self.every)
+                || (store.unsynced() && s.last_fsync.elapsed() >= self.fsync_every)
+        };
+        due && !self.running.swap(true, AcqRel)
     }
 
     /// Flush `store` now, durably.
@@ -870,5 +894,31 @@ mod tests {
         assert_eq!(values, vec![Some(b"8".to_vec())]);
         assert!(in_place.flusher.lock().unwrap().is_none());
         assert!(!store.unsynced());
+    }
+
+    #[test]
+    fn a_write_the_timer_finds_due_is_made_by_the_flush_thread() {
+        use elchain_types::ids::{ChainId, Timestamp};
+        use elchain_types::profile::Profile;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let consortium = Profile::sample().into_dev_consortium().unwrap();
+        let store =
+            Arc::new(Store::create(&dir.path().join("chain.redb"), ChainId(1), &consortium, Timestamp(1)).unwrap());
+        let sync = Arc::new(StoreSync::with_fsync(Duration::from_millis(1), Duration::from_millis(1)));
+        assert!(!sync.flush_due_in_background(&store).unwrap(), "nothing staged, nothing due");
+        store.stage(Vec::new(), crate::state::Writes::default(), &[("applied", b"9")]).unwrap();
+        sync.note_staged();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(sync.flush_due_in_background(&store).unwrap());
+        assert!(sync.flusher.lock().unwrap().is_some(), "handed to the store-flush thread");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sync.running.load(Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!sync.running.load(Acquire), "the thread finished the write");
+        assert_eq!(store.begin_export().unwrap().meta(&["applied"]).unwrap(), vec![Some(b"9".to_vec())]);
+        assert!(!store.unsynced(), "and fsynced it, as one was due");
+        assert_eq!(sync.syncs(), 1);
     }
 }

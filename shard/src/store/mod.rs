@@ -559,10 +559,21 @@ impl Store {
     /// Write everything staged to the file durably and read `keys` of the metadata as of that
     /// write, before any later write can land: values that stay true on disk whatever happens
     /// next, such as the log position a snapshot stands for.
+    ///
+    /// Written as a periodic write is: committed without an fsync, its pages written back a
+    /// few MiB at a time ([`Store::write_back`]), then made durable by an empty durable commit
+    /// ([`Store::sync`]), which makes this write durable with every other before it. A durable
+    /// commit of the write itself fsyncs its hundreds of MiB at once, and every Raft log fsync
+    /// on the disk waits behind them: that stalled commits for seconds at each snapshot.
     pub fn flush_durable_meta(&self, keys: &[&str]) -> Result<MetaValues, StoreError> {
-        let _one_at_a_time = self.flushing.lock().expect("flush lock");
-        self.flush_locked(Commit::Durable)?;
-        Export { txn: self.db.begin_read()? }.meta(keys)
+        let values = {
+            let _one_at_a_time = self.flushing.lock().expect("flush lock");
+            self.flush_locked(Commit::Deferred)?;
+            Export { txn: self.db.begin_read()? }.meta(keys)?
+        };
+        self.write_back();
+        self.sync()?;
+        Ok(values)
     }
 
     /// Make every commit so far durable, staging nothing new: an empty durable commit, whose
