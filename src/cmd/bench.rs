@@ -65,9 +65,15 @@ pub struct Args {
     /// Replicas of each chain (separate processes).
     #[arg(long, default_value_t = 3)]
     replicas: u64,
-    /// Seconds of load after the cluster is up.
+    /// Seconds of load measured (the timed window), after the warm-up.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Seconds of the same load before the timed window, not measured (its batches, commits and
+    /// CPU are left out): a new cluster's first seconds (the Raft log files growing from nothing,
+    /// memory touched for the first time, connections opening) are not the steady state the
+    /// window is meant to show. 0: measure from the first batch.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    warmup: u64,
     /// Total offered load in transactions per second, spread over chains and submitters (open
     /// loop: batches leave on schedule whether or not earlier ones returned), or `max`: each
     /// submitter sends its next batch as soon as the previous one is committed (closed loop).
@@ -86,9 +92,10 @@ pub struct Args {
     #[arg(long, default_value_t = 250)]
     batch: usize,
     /// With `--rate max`: transactions signed ahead per submitter (the run ends early, with a
-    /// warning, when they are used up). Default: enough for `--duration` at 16,000 tx/s per
-    /// chain, shared by its submitters (2,000 tx/s each at least), at most 2,000,000 over all
-    /// submitters, at least 40,000. With a numeric rate, exactly what the schedule needs is signed.
+    /// warning, when they are used up). Default: enough for `--warmup` and `--duration` at
+    /// 16,000 tx/s per chain, shared by its submitters (2,000 tx/s each at least), at most
+    /// 2,000,000 over all submitters, at least 40,000. With a numeric rate, exactly what the
+    /// schedule needs is signed.
     #[arg(long)]
     txs_per_client: Option<usize>,
     /// With a numeric rate: batches a submitter may have outstanding; a batch that finds none free
@@ -190,6 +197,8 @@ pub(crate) struct Report {
     pub tps: f64,
     /// Transactions sent per second while sending.
     offered_tps: f64,
+    /// Seconds of load before the timed window, not measured.
+    warmup_s: u64,
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
@@ -434,32 +443,38 @@ impl Outcome {
     }
 }
 
-/// Closed loop: the next batch leaves when the previous one is answered, until `deadline`.
-async fn closed_loop(sender: Sender, stream: Stream, deadline: Instant, live: Arc<Live>) -> Outcome {
+/// Closed loop: the next batch leaves when the previous one is answered, until `deadline`;
+/// batches sent before `window` (the warm-up) are not recorded.
+async fn closed_loop(sender: Sender, stream: Stream, window: Instant, deadline: Instant, live: Arc<Live>) -> Outcome {
     let mut out = Outcome { ran_out: true, ..Outcome::default() };
     for batch in stream.batches {
-        if Instant::now() >= deadline {
+        let t0 = Instant::now();
+        if t0 >= deadline {
             out.ran_out = false;
             break;
         }
         let txs = batch.txs;
-        out.sent_txs += txs;
-        live.sent.fetch_add(txs, Ordering::Relaxed);
-        let t0 = Instant::now();
         let result = sender.send(stream.chain, batch).await;
-        out.record(&live, txs, result, t0.elapsed(), Instant::now());
+        if t0 >= window {
+            out.sent_txs += txs;
+            live.sent.fetch_add(txs, Ordering::Relaxed);
+            out.record(&live, txs, result, t0.elapsed(), Instant::now());
+        }
     }
     out
 }
 
 /// Open loop: batch k leaves at `first + k × interval` whatever became of the earlier ones, with
 /// at most `max_in_flight` outstanding. A batch's latency runs from its scheduled time, so a
-/// batch that waited for a free slot carries its wait (no coordinated omission).
+/// batch that waited for a free slot carries its wait (no coordinated omission). Batches
+/// scheduled before `window` (the warm-up) are sent and not recorded.
+#[allow(clippy::too_many_arguments)]
 async fn open_loop(
     sender: Sender,
     stream: Stream,
     first: Instant,
     interval: Duration,
+    window: Instant,
     deadline: Instant,
     max_in_flight: usize,
     live: Arc<Live>,
@@ -477,18 +492,25 @@ async fn open_loop(
         if Instant::now() >= deadline {
             break;
         }
-        if Instant::now().duration_since(at) > LATE_AFTER {
+        let measured = at >= window;
+        if measured && Instant::now().duration_since(at) > LATE_AFTER {
             out.late += 1;
         }
         let txs = batch.txs;
-        out.sent_txs += txs;
-        live.sent.fetch_add(txs, Ordering::Relaxed);
+        if measured {
+            out.sent_txs += txs;
+            live.sent.fetch_add(txs, Ordering::Relaxed);
+        }
         let (sender, chain) = (sender.clone(), stream.chain);
-        tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let result = sender.send(chain, batch).await;
             drop(slot);
             (txs, result, at.elapsed(), Instant::now())
-        }));
+        });
+        // A warm-up batch is sent and let go: its answer is not waited for.
+        if measured {
+            tasks.push(task);
+        }
     }
     // Awaited after the schedule is sent: each task kept the time its answer came.
     for task in tasks {
@@ -750,9 +772,31 @@ impl Args {
         self.clients = g.clients;
         self.txs_per_client = Some(g.txs_per_client);
         self.rate = Rate::Max;
+        // As the floor was measured: from the first batch.
+        self.warmup = 0;
         self.via_router = false;
         self.relays = false;
         self.keep = None;
+    }
+}
+
+/// CPU-seconds used so far: by the node processes, the router, this process and the machine.
+struct CpuMark {
+    nodes: f64,
+    router: f64,
+    own: f64,
+    machine: f64,
+}
+
+impl CpuMark {
+    fn take(node_pids: &[u32], router_pids: &[u32]) -> CpuMark {
+        let cpu = |pids: &[u32]| pids.iter().filter_map(|p| elchain_sim::cpu::process_seconds(*p)).sum::<f64>();
+        CpuMark {
+            nodes: cpu(node_pids),
+            router: cpu(router_pids),
+            own: cpu(&[std::process::id()]),
+            machine: machine_busy_seconds(elchain_sim::cpu::clock_ticks()),
+        }
     }
 }
 
@@ -772,16 +816,18 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
          chains the router's shard map would place most of them elsewhere (409 misplaced)"
     );
     let submitters = args.chains as usize * args.clients;
+    // The load runs for the warm-up and then the timed window.
+    let load_secs = args.warmup + args.duration;
     // Open loop: each submitter sends `batch` every `interval`, and exactly that much is signed.
     let (per_stream, interval) = match args.rate {
         Rate::Max => (
-            args.txs_per_client.unwrap_or_else(|| closed_loop_txs_per_client(args.duration, args.chains, args.clients)),
+            args.txs_per_client.unwrap_or_else(|| closed_loop_txs_per_client(load_secs, args.chains, args.clients)),
             None,
         ),
         Rate::PerSecond(r) => {
             let per_submitter = r / submitters as f64;
             let interval = Duration::from_secs_f64(args.batch as f64 / per_submitter);
-            let batches = (args.duration as f64 / interval.as_secs_f64()).ceil() as usize + 1;
+            let batches = (load_secs as f64 / interval.as_secs_f64()).ceil() as usize + 1;
             (batches * args.batch, Some(interval))
         }
     };
@@ -830,50 +876,60 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
         } else {
             Sender::Quic(client.clone())
         };
-        let ticks = elchain_sim::cpu::clock_ticks();
         let node_pids: Vec<u32> = cluster.nodes.keys().filter_map(|id| cluster.pid(*id)).collect();
-        let router_pid = cluster.router_pid(ROUTER);
-        let cpu = |pids: &[u32]| pids.iter().filter_map(|p| elchain_sim::cpu::process_seconds(*p)).sum::<f64>();
-        let router_pids: Vec<u32> = router_pid.into_iter().collect();
-        let own = [std::process::id()];
-        let (node_cpu0, router_cpu0, own_cpu0) = (cpu(&node_pids), cpu(&router_pids), cpu(&own));
-        let machine0 = machine_busy_seconds(ticks);
+        let router_pids: Vec<u32> = cluster.router_pid(ROUTER).into_iter().collect();
 
-        let bar = ProgressBar::new(args.duration);
+        let bar = ProgressBar::new(load_secs);
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}").expect("template"),
         );
         let live = Arc::new(Live::default());
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(args.duration);
+        let window = started + Duration::from_secs(args.warmup);
+        let deadline = window + Duration::from_secs(args.duration);
+        // The CPU counters as the timed window opens.
+        let at_window = {
+            let (node_pids, router_pids) = (node_pids.clone(), router_pids.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(window).await;
+                CpuMark::take(&node_pids, &router_pids)
+            })
+        };
         let mut tasks = Vec::new();
         for (i, stream) in streams.into_iter().enumerate() {
             let (sender, live) = (sender.clone(), live.clone());
             let chain = stream.chain;
             let task = match interval {
-                None => tokio::spawn(closed_loop(sender, stream, deadline, live)),
+                None => tokio::spawn(closed_loop(sender, stream, window, deadline, live)),
                 Some(interval) => {
                     // Stagger the submitters evenly over one interval.
                     let first = started + interval.mul_f64(i as f64 / submitters as f64);
-                    tokio::spawn(open_loop(sender, stream, first, interval, deadline, args.max_in_flight, live))
+                    let max_in_flight = args.max_in_flight;
+                    tokio::spawn(open_loop(sender, stream, first, interval, window, deadline, max_in_flight, live))
                 }
             };
             tasks.push((chain, task));
         }
         while tasks.iter().any(|(_, t)| !t.is_finished()) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let secs = started.elapsed().as_secs_f64();
-            bar.set_position((secs as u64).min(args.duration));
+            bar.set_position((started.elapsed().as_secs()).min(load_secs));
+            let now = Instant::now();
+            if now < window {
+                bar.set_message("warming up (not measured)");
+                continue;
+            }
+            let secs = now.duration_since(window).as_secs_f64().max(0.001);
             bar.set_message(format!(
                 "{:.0} tx/s committed, {:.0} tx/s offered",
                 live.committed.load(Ordering::Relaxed) as f64 / secs,
                 live.sent.load(Ordering::Relaxed) as f64 / secs.min(args.duration as f64)
             ));
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        let (node_cpu, router_cpu, own_cpu) =
-            (cpu(&node_pids) - node_cpu0, cpu(&router_pids) - router_cpu0, cpu(&own) - own_cpu0);
-        let other_cpu = (machine_busy_seconds(ticks) - machine0 - node_cpu - router_cpu - own_cpu).max(0.0);
+        let elapsed = window.elapsed().as_secs_f64();
+        let start = at_window.await?;
+        let end = CpuMark::take(&node_pids, &router_pids);
+        let (node_cpu, router_cpu, own_cpu) = (end.nodes - start.nodes, end.router - start.router, end.own - start.own);
+        let other_cpu = (end.machine - start.machine - node_cpu - router_cpu - own_cpu).max(0.0);
         bar.finish_and_clear();
         let mut total = Outcome::default();
         let mut per_chain = vec![0u64; args.chains as usize];
@@ -904,8 +960,8 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
             total.tally.unanswered
         );
         // Sending lasted the whole duration unless a submitter ran out earlier.
-        let window = if total.ran_out { elapsed.min(args.duration as f64) } else { args.duration as f64 };
-        let timeline = if args.timeline { timeline(started, &total.answered) } else { Vec::new() };
+        let sending = if total.ran_out { elapsed.min(args.duration as f64) } else { args.duration as f64 };
+        let timeline = if args.timeline { timeline(window, &total.answered) } else { Vec::new() };
         let mut lat: Vec<f64> = total.answered.iter().map(|(_, ms)| *ms).collect();
         lat.sort_by(f64::total_cmp);
         let lat = &lat;
@@ -913,7 +969,8 @@ pub(crate) fn measure(args: &Args) -> anyhow::Result<Report> {
         let per_tx = |secs: f64| secs * 1e6 / committed as f64;
         anyhow::Ok(Report {
             tps: committed as f64 / elapsed,
-            offered_tps: total.sent_txs as f64 / window,
+            offered_tps: total.sent_txs as f64 / sending,
+            warmup_s: args.warmup,
             p50_ms: percentile(lat, 0.5),
             p90_ms: percentile(lat, 0.9),
             p99_ms: percentile(lat, 0.99),
@@ -985,7 +1042,13 @@ pub(crate) fn print_report(r: &Report) {
         r.block_wait_ms,
         r.durability
     );
-    println!("  {:.0} committed tx/s over {:.1} s; {:.0} tx/s offered", r.tps, r.seconds, r.offered_tps);
+    println!(
+        "  {:.0} committed tx/s over {:.1} s{}; {:.0} tx/s offered",
+        r.tps,
+        r.seconds,
+        if r.warmup_s > 0 { format!(", after {} s of the same load not measured", r.warmup_s) } else { String::new() },
+        r.offered_tps
+    );
     if r.per_chain_tps.len() > 1 {
         let each: Vec<String> = r.per_chain_tps.iter().map(|t| format!("{t:.0}")).collect();
         println!("  per chain: {} tx/s", each.join(" / "));
@@ -1027,6 +1090,7 @@ mod tests {
         Report {
             tps,
             offered_tps: tps,
+            warmup_s: 0,
             p50_ms: 0.0,
             p90_ms: 0.0,
             p99_ms: 0.0,

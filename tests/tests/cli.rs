@@ -212,3 +212,32 @@ fn the_readme_curl_examples_work_against_elchain_dev() {
     let status = dev.wait().unwrap();
     assert!(status.success(), "elchain dev did not stop cleanly: {status}");
 }
+
+#[test]
+fn bench_measures_only_the_window_after_its_warm_up() {
+    // One submitter of 500 tx/s in batches of 50: a batch every 100 ms, 10 in the one-second
+    // warm-up, 20 in the two-second window. Only the window's 1,000 transactions are counted.
+    let out = elchain(&[
+        "bench",
+        "--replicas",
+        "1",
+        "--clients",
+        "1",
+        "--batch",
+        "50",
+        "--rate",
+        "500",
+        "--warmup",
+        "1",
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(report["warmup_s"], 1, "{report}");
+    let committed = report["committed"].as_u64().unwrap();
+    assert!((950..=1050).contains(&committed), "the window's batches only: {report}");
+    assert!(text.contains("after 1 s of the same load not measured"), "{text}");
+}
