@@ -366,7 +366,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let index = log_id.index;
         self.shared.pending.lock().expect("pending lock").split_off(&index);
         self.write_durably(Box::new(move |w| {
-            w.open_table(LOG).map_err(write_err)?.retain(|k, _| k < index).map_err(write_err)
+            // Only the range removed is visited; `retain` would walk every entry kept too.
+            w.open_table(LOG).map_err(write_err)?.retain_in::<u64, _>(index.., |_, _| false).map_err(write_err)
         }))
         .await
     }
@@ -376,7 +377,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.shared.pending.lock().expect("pending lock").retain(|&i, _| i > index);
         self.write_durably(Box::new(move |w| {
             put_meta(w, LAST_PURGED, &log_id)?;
-            w.open_table(LOG).map_err(write_err)?.retain(|k, _| k > index).map_err(write_err)
+            w.open_table(LOG).map_err(write_err)?.retain_in::<u64, _>(..=index, |_, _| false).map_err(write_err)
         }))
         .await
     }
