@@ -208,7 +208,9 @@ impl<'c> Executor<'c> {
                     .filter(|t| t.version == p.contract_version)
                     .ok_or(RejectCode::UnknownLicenceType)?;
                 let issuer = self.authorise_issuer(tx, ty, true)?;
-                let expected = LicenceId::derive(self.chain, issuer, p.licence_type, &p.holder, tx.body().nonce);
+                let body = tx.body();
+                let expected =
+                    LicenceId::derive(self.chain, body.valid_until, issuer, p.licence_type, &p.holder, body.nonce);
                 if p.licence != expected {
                     return Err(RejectCode::BadLicenceId);
                 }
@@ -316,19 +318,19 @@ impl<'c> Executor<'c> {
                 Ok(())
             }
             Payload::RevokeGrant(p) => {
-                let g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
+                let (g, s) = state.grant_and_state(&p.grant).ok_or(RejectCode::UnknownGrant)?;
                 if !tx.signatures().iter().any(|s| s.key.holder_id() == g.holder) {
                     return Err(RejectCode::NotHolder);
                 }
                 if g.revoked {
                     return Err(RejectCode::GrantRevoked);
                 }
-                let state = GrantState { uses: g.uses, revoked: true };
+                let state = GrantState { revoked: true, ..s };
                 out.push((Key::GrantState(p.grant), Some(state.to_bytes())));
                 Ok(())
             }
             Payload::Use(p) => {
-                let g = state.grant(&p.grant).ok_or(RejectCode::UnknownGrant)?;
+                let (g, s) = state.grant_and_state(&p.grant).ok_or(RejectCode::UnknownGrant)?;
                 let grantee = c.member(g.grantee).ok_or(RejectCode::UnknownMember)?;
                 if !tx.signed_by(&grantee.signing_key) {
                     return Err(RejectCode::NotGrantee);
@@ -347,10 +349,10 @@ impl<'c> Executor<'c> {
                 }
                 let (rec, _) = self.licence_head(state, &g.licence)?;
                 usable(&rec, now)?;
-                let seq = g.uses;
-                let state = GrantState { uses: seq.checked_add(1).ok_or(RejectCode::GrantExhausted)?, revoked: false };
-                let trace = TraceEntry { fields: p.fields, time: now, tx: tx.id() };
-                out.push((Key::Trace(p.grant, seq), Some(trace.to_bytes())));
+                let uses = s.uses.checked_add(1).ok_or(RejectCode::GrantExhausted)?;
+                let state = GrantState { uses, revoked: false, last: Some(tx.id()) };
+                let trace = TraceEntry { grant: p.grant, fields: p.fields, time: now, prev: s.last };
+                out.push((Key::Trace(tx.id()), Some(trace.to_bytes())));
                 out.push((Key::GrantState(p.grant), Some(state.to_bytes())));
                 Ok(())
             }

@@ -382,7 +382,9 @@ fn issuing_the_same_licence_id_twice_is_refused() {
     let first = fx.sign_as_issuer("resident_id_card", d.body.clone());
     assert_eq!(fx.run1(&first), Outcome::Valid);
     let mut again = d.body;
-    again.valid_until = again.valid_until.plus_ms(1); // a new tx id, the same licence id
+    if let Payload::Issue(p) = &mut again.payload {
+        p.valid_to = p.valid_to.plus_ms(1); // a new tx id, the same licence id
+    }
     fx.expect(&fx.sign_as_issuer("resident_id_card", again), RejectCode::LicenceExists);
 }
 
@@ -390,11 +392,23 @@ fn issuing_the_same_licence_id_twice_is_refused() {
 fn licence_id_not_derived_from_the_issuance_is_refused() {
     let mut fx = Fx::new(1);
     let d = fx.draft("resident_id_card", &person(1));
-    let mut body = d.body;
-    if let Payload::Issue(p) = &mut body.payload {
-        p.licence = LicenceId::derive(ChainId(9), MemberId(4), p.licence_type, &p.holder, 1);
+    let (chain, nonce, until) = (d.body.chain, d.body.nonce, d.body.valid_until);
+    let issuer = fx.issuer_id("resident_id_card");
+    // The id derived with one input changed at a time: chain, valid-until, issuer, nonce.
+    let wrong = [
+        (ChainId(9), until, issuer, nonce),
+        (chain, until.plus_ms(1), issuer, nonce),
+        (chain, until, MemberId(issuer.0 + 1), nonce),
+        (chain, until, issuer, nonce + 1),
+    ];
+    for (c, t, m, n) in wrong {
+        let mut body = d.body.clone();
+        if let Payload::Issue(p) = &mut body.payload {
+            p.licence = LicenceId::derive(c, t, m, p.licence_type, &p.holder, n);
+        }
+        fx.expect(&fx.sign_as_issuer("resident_id_card", body), RejectCode::BadLicenceId);
     }
-    fx.expect(&fx.sign_as_issuer("resident_id_card", body), RejectCode::BadLicenceId);
+    assert_eq!(fx.run1(&fx.sign_as_issuer("resident_id_card", d.body)), Outcome::Valid, "the draft's own id is right");
 }
 
 #[test]
@@ -979,6 +993,39 @@ fn the_holder_lists_every_use_in_order() {
     assert!(traces.windows(2).all(|w| w[0].time < w[1].time));
     assert_eq!(fx.state.grant(&g).unwrap().uses, 3);
     assert!(fx.state.traces(&person(2).holder_id()).is_empty());
+}
+
+#[test]
+fn uses_of_two_grants_in_one_block_keep_each_grants_order_through_a_revocation() {
+    let mut fx = Fx::new(1);
+    let holder = person(1);
+    let lic = fx.id_card(&holder);
+    let terms = fx.terms(&["full_name", "id_number"]);
+    let (a, b) = (fx.granted(lic, &holder, terms), fx.granted(lic, &holder, terms));
+    let first = fx.use_tx(a, terms.fields, "education");
+    assert_eq!(fx.run1(&first), Outcome::Valid);
+    // One block: a, b, a, b, a — each use links to the one before it of its own grant.
+    let block: Vec<SignedTx> = [a, b, a, b, a].iter().map(|g| fx.use_tx(*g, terms.fields, "education")).collect();
+    assert!(fx.run(&block).iter().all(|o| *o == Outcome::Valid));
+    let revoke = fx.body(Payload::RevokeGrant(RevokeGrant { grant: a }));
+    assert_eq!(fx.run1(&revoke.seal().sign(&holder).done()), Outcome::Valid);
+    let tail = fx.use_tx(b, terms.fields, "education");
+    assert_eq!(fx.run1(&tail), Outcome::Valid);
+
+    let ids = |g: GrantId| fx.state.grant_traces(&g).iter().map(|t| t.tx).collect::<Vec<_>>();
+    let want_a = vec![first.id(), block[0].id(), block[2].id(), block[4].id()];
+    let want_b = vec![block[1].id(), block[3].id(), tail.id()];
+    assert_eq!(ids(a), want_a);
+    assert_eq!(ids(b), want_b);
+    let (ga, sa) = fx.state.grant_and_state(&a).unwrap();
+    assert!(ga.revoked && sa.revoked && ga.uses == 4, "revoking keeps the count");
+    assert_eq!(sa.last, Some(block[4].id()), "and the newest use");
+    assert_eq!(fx.state.grant(&b).unwrap().uses, 3);
+    assert!(fx.state.grant_traces(&a).iter().all(|t| t.grant == a && t.licence == lic));
+    // The holder's list is every use of both, by block time, then tx id.
+    let all = fx.state.traces(&holder.holder_id());
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| (w[0].time, w[0].tx) < (w[1].time, w[1].tx)));
 }
 
 #[test]

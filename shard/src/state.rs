@@ -17,15 +17,20 @@ use elchain_types::tx::{get_fields, put_fields};
 /// The tables of the ledger state. The names are part of the storage schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
-    /// Licence id → [`LicenceRecord`].
+    /// Licence id → [`LicenceRecord`]. Licence ids start with the chain and then the issuance's
+    /// time, so new licences go to the end of the table.
     Licences,
     /// Grant id → [`GrantRecord`] as made (uses 0, not revoked); written once. Grant ids are tx
     /// ids, which start with a time, so new grants go to the end of the table.
     Grants,
-    /// Grant id → [`GrantState`] (uses so far, revoked), and (grant id, use number) → the use's
-    /// [`TraceEntry`]: small entries side by side, so recording a use changes one B-tree page
-    /// as a rule.
+    /// Grant id → [`GrantState`]: uses so far, revoked, and the newest use. Small rows, so the
+    /// whole table is a few pages per ten thousand grants.
     GrantUses,
+    /// Use tx id → the use's [`TraceEntry`], which names its grant and the grant's previous use.
+    /// Tx ids start with their valid-until time, so a store write's uses land together at the
+    /// end of the table whichever grants they use; a grant's uses are found by following
+    /// [`GrantState::last`] back.
+    Traces,
     /// (holder, licence) → empty: the holder's licences on this chain.
     HolderLicences,
     /// (holder, grant) → empty: the grants made on the holder's licences, which lead to their
@@ -44,10 +49,11 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Licences,
         Table::Grants,
         Table::GrantUses,
+        Table::Traces,
         Table::HolderLicences,
         Table::HolderGrants,
         Table::TxIndex,
@@ -61,6 +67,7 @@ impl Table {
             Table::Licences => "licences",
             Table::Grants => "grants",
             Table::GrantUses => "grant_uses",
+            Table::Traces => "traces",
             Table::HolderLicences => "holder_licences",
             Table::HolderGrants => "holder_grants",
             Table::TxIndex => "tx_index",
@@ -77,10 +84,10 @@ pub enum Key {
     Licence(LicenceId),
     /// A grant.
     Grant(GrantId),
-    /// How often a grant was used and whether it was revoked.
+    /// How often a grant was used, whether it was revoked, and its newest use.
     GrantState(GrantId),
-    /// The `n`-th use (from 0) of a grant.
-    Trace(GrantId, u32),
+    /// A use of a grant, by the use transaction's id.
+    Trace(TxId),
     /// A holder owns a licence.
     HolderLicence(HolderId, LicenceId),
     /// A grant was made on a licence of the holder.
@@ -130,7 +137,8 @@ impl Key {
         match self {
             Key::Licence(_) => Table::Licences,
             Key::Grant(_) => Table::Grants,
-            Key::GrantState(_) | Key::Trace(..) => Table::GrantUses,
+            Key::GrantState(_) => Table::GrantUses,
+            Key::Trace(_) => Table::Traces,
             Key::HolderLicence(..) => Table::HolderLicences,
             Key::HolderGrant(..) => Table::HolderGrants,
             Key::Tx(_) => Table::TxIndex,
@@ -160,7 +168,7 @@ impl Key {
             Key::Licence(id) => two(out, &id.0, &[]),
             Key::Grant(id) => two(out, &id.0, &[]),
             Key::GrantState(g) => two(out, &g.0, &[]),
-            Key::Trace(g, n) => two(out, &g.0, &n.to_be_bytes()),
+            Key::Trace(id) => two(out, &id.0, &[]),
             Key::HolderLicence(h, l) => two(out, &h.0, &l.0),
             Key::HolderGrant(h, g) => two(out, &h.0, &g.0),
             Key::Tx(id) => two(out, &id.0, &[]),
@@ -176,9 +184,7 @@ impl Key {
             (Table::Licences, 32) => Key::Licence(LicenceId(a32(bytes)?)),
             (Table::Grants, 32) => Key::Grant(GrantId(a32(bytes)?)),
             (Table::GrantUses, 32) => Key::GrantState(GrantId(a32(bytes)?)),
-            (Table::GrantUses, 36) => {
-                Key::Trace(GrantId(a32(&bytes[..32])?), u32::from_be_bytes(bytes[32..].try_into().ok()?))
-            }
+            (Table::Traces, 32) => Key::Trace(TxId(a32(bytes)?)),
             (Table::HolderLicences, 64) => {
                 Key::HolderLicence(HolderId(a32(&bytes[..32])?), LicenceId(a32(&bytes[32..])?))
             }
@@ -616,59 +622,79 @@ pub struct GrantState {
     pub uses: u32,
     /// Revoked by its holder.
     pub revoked: bool,
+    /// The newest use, the head of the grant's chain of [`TraceEntry::prev`] links.
+    pub last: Option<TxId>,
+}
+
+fn put_tx_link(w: &mut Writer, link: &Option<TxId>) {
+    w.bool(link.is_some());
+    if let Some(id) = link {
+        w.put(id);
+    }
+}
+
+fn get_tx_link(r: &mut Reader<'_>) -> Result<Option<TxId>, CodecError> {
+    Ok(match r.bool("link")? {
+        true => Some(r.get()?),
+        false => None,
+    })
 }
 
 impl Encode for GrantState {
     fn encode(&self, w: &mut Writer) {
         w.u32(self.uses);
         w.bool(self.revoked);
+        put_tx_link(w, &self.last);
     }
 }
 
 impl Decode for GrantState {
     fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(GrantState { uses: r.u32("uses")?, revoked: r.bool("revoked")? })
+        Ok(GrantState { uses: r.u32("uses")?, revoked: r.bool("revoked")?, last: get_tx_link(r)? })
     }
 }
 
-/// One use of a grant as stored beside it: the value of [`Key::Trace`]. The rest of the
-/// [`TraceRecord`] (licence, grantee, item) is the grant's.
+/// One use of a grant: the value of [`Key::Trace`], keyed by the use transaction's id. The rest
+/// of the [`TraceRecord`] (licence, grantee, item) is the grant's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceEntry {
+    /// Grant used.
+    pub grant: GrantId,
     /// Fields read.
     pub fields: u64,
     /// Block time.
     pub time: Timestamp,
-    /// The use transaction.
-    pub tx: TxId,
+    /// The grant's previous use, if any.
+    pub prev: Option<TxId>,
 }
 
 impl TraceEntry {
-    /// The full record of this use of `grant`.
-    pub fn record(&self, grant: GrantId, g: &GrantRecord) -> TraceRecord {
+    /// The full record of this use, made by transaction `tx`, of the grant `g`.
+    pub fn record(&self, tx: TxId, g: &GrantRecord) -> TraceRecord {
         TraceRecord {
-            grant,
+            grant: self.grant,
             licence: g.licence,
             grantee: g.grantee,
             item: g.item,
             fields: self.fields,
             time: self.time,
-            tx: self.tx,
+            tx,
         }
     }
 }
 
 impl Encode for TraceEntry {
     fn encode(&self, w: &mut Writer) {
+        w.put(&self.grant);
         w.u64(self.fields);
         w.put(&self.time);
-        w.put(&self.tx);
+        put_tx_link(w, &self.prev);
     }
 }
 
 impl Decode for TraceEntry {
     fn decode(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(TraceEntry { fields: r.u64("fields")?, time: r.get()?, tx: r.get()? })
+        Ok(TraceEntry { grant: r.get()?, fields: r.u64("fields")?, time: r.get()?, prev: get_tx_link(r)? })
     }
 }
 
@@ -792,13 +818,18 @@ pub trait StateReads: StateView {
 
     /// A grant, with its uses and revocation.
     fn grant(&self, id: &GrantId) -> Option<GrantRecord> {
+        self.grant_and_state(id).map(|(g, _)| g)
+    }
+
+    /// A grant, with its uses and revocation, and the state they came from.
+    fn grant_and_state(&self, id: &GrantId) -> Option<(GrantRecord, GrantState)> {
         let mut g = self.get(&Key::Grant(*id)).map(|b| GrantRecord::from_bytes(&b).expect("stored grant decodes"))?;
         let s = self.grant_state(id);
         (g.uses, g.revoked) = (s.uses, s.revoked);
-        Some(g)
+        Some((g, s))
     }
 
-    /// A grant's uses and revocation.
+    /// A grant's uses, revocation and newest use.
     fn grant_state(&self, id: &GrantId) -> GrantState {
         self.get(&Key::GrantState(*id))
             .map_or_else(GrantState::default, |b| GrantState::from_bytes(&b).expect("stored grant state decodes"))
@@ -822,13 +853,23 @@ pub trait StateReads: StateView {
             .collect()
     }
 
-    /// Every use of a grant, in order.
+    /// Every use of a grant, oldest first: its chain of uses followed back from the newest.
     fn grant_traces(&self, grant: &GrantId) -> Vec<TraceRecord> {
-        let Some(g) = self.grant(grant) else { return Vec::new() };
-        self.range(&Key::Trace(*grant, 0), &Key::Trace(*grant, u32::MAX))
-            .into_iter()
-            .map(|(_, b)| TraceEntry::from_bytes(&b).expect("stored trace decodes").record(*grant, &g))
-            .collect()
+        let Some((g, s)) = self.grant_and_state(grant) else { return Vec::new() };
+        let mut out = Vec::with_capacity(s.uses as usize);
+        let mut next = s.last;
+        while let Some(tx) = next {
+            let b = self.get(&Key::Trace(tx)).expect("every use a grant links to is stored");
+            let e = TraceEntry::from_bytes(&b).expect("stored trace decodes");
+            assert!(
+                e.grant == *grant && out.len() < s.uses as usize,
+                "grant {grant}'s chain of uses is broken at {tx}"
+            );
+            out.push(e.record(tx, &g));
+            next = e.prev;
+        }
+        out.reverse();
+        out
     }
 
     /// Every trace of a holder, oldest first (by block time, then transaction id).
@@ -884,17 +925,17 @@ mod tests {
     #[test]
     fn key_bytes_are_fixed_and_round_trip() {
         let h = HolderId([0xaa; 32]);
-        let k = Key::Trace(GrantId([0xaa; 32]), 0x0102);
+        let k = Key::HolderGrant(h, GrantId([0xbb; 32]));
         let mut expected = vec![0xaa; 32];
-        expected.extend_from_slice(&[0, 0, 1, 2]);
+        expected.extend_from_slice(&[0xbb; 32]);
         assert_eq!(k.bytes(), expected);
         let samples = [
             Key::Licence(LicenceId([1; 32])),
             Key::Grant(GrantId([2; 32])),
             k,
             Key::HolderLicence(h, LicenceId([3; 32])),
-            Key::HolderGrant(h, GrantId([5; 32])),
             Key::GrantState(GrantId([6; 32])),
+            Key::Trace(TxId([7; 32])),
             Key::Tx(TxId([4; 32])),
             Key::Attestation(Hash32([6; 32])),
         ];
@@ -939,6 +980,18 @@ mod tests {
         assert_eq!(o.get(&k), Some(vec![1]));
         o.put(k, None);
         assert_eq!(o.get(&k), None);
+    }
+
+    #[test]
+    fn grant_states_and_traces_round_trip_with_and_without_links() {
+        for last in [None, Some(TxId([9; 32]))] {
+            let s = GrantState { uses: 7, revoked: true, last };
+            assert_eq!(GrantState::from_bytes(&s.to_bytes()).unwrap(), s);
+            let t = TraceEntry { grant: GrantId([3; 32]), fields: 0b101, time: Timestamp(42), prev: last };
+            assert_eq!(TraceEntry::from_bytes(&t.to_bytes()).unwrap(), t);
+        }
+        assert_eq!(GrantState::default().to_bytes().len(), 6);
+        assert_eq!(GrantState { last: Some(TxId([0; 32])), ..Default::default() }.to_bytes().len(), 38);
     }
 
     #[test]

@@ -96,7 +96,7 @@ mod tests {
         assert!(f.may_contain(&Key::Grant(GrantId(id))));
         let others = [
             Key::GrantState(GrantId(id)),
-            Key::Trace(GrantId(id), 0),
+            Key::Trace(TxId(id)),
             Key::Tx(TxId(id)),
             Key::HolderGrant(HolderId(id), GrantId(id)),
         ];

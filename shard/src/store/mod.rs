@@ -46,8 +46,14 @@ pub enum StoreError {
         why: String,
     },
     /// The file was written by another schema version.
-    #[error("store schema version {found}, this build reads {expected}")]
+    #[error(
+        "{path} has store schema version {found}, this build reads {expected}: it was written by \
+         another elchain version, and this build has no migration from it. Run that version on \
+         it, or start a development cluster over (`elchain dev --fresh`)"
+    )]
     SchemaVersion {
+        /// The file.
+        path: PathBuf,
         /// Version in the file.
         found: u32,
         /// Version of this build.
@@ -338,7 +344,11 @@ impl Store {
         };
         let version = get_u32(META_SCHEMA_VERSION)?;
         if version != SCHEMA_VERSION {
-            return Err(StoreError::SchemaVersion { found: version, expected: SCHEMA_VERSION });
+            return Err(StoreError::SchemaVersion {
+                path: path.to_path_buf(),
+                found: version,
+                expected: SCHEMA_VERSION,
+            });
         }
         let chain = ChainId(get_u32(META_CHAIN)?);
         drop(meta);

@@ -14,8 +14,10 @@ use crate::state::Table;
 /// Version 2 added the `governance` table and the consortium's `admin_k`. Version 3 made the tx
 /// index a state table (with each transaction's outcome) that also refuses replays, replacing the
 /// `replay` and `replay_expiry` tables, and moved each grant's traces beside it in `grants` (the
-/// `traces` and `trace_counts` tables replaced by `grant_uses` and `holder_grants`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// `traces` and `trace_counts` tables replaced by `grant_uses` and `holder_grants`). Version 4
+/// moved each use's trace out of `grant_uses` into `traces`, keyed by the use's tx id, so that a
+/// store write appends its uses instead of inserting them all over the grants' pages.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.
 pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
@@ -41,6 +43,7 @@ pub const META_GENESIS: &str = "genesis";
 const LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("licences");
 const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
 const GRANT_USES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grant_uses");
+const TRACES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("traces");
 const HOLDER_LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_licences");
 const HOLDER_GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_grants");
 const ATTESTATIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("attestations");
@@ -52,6 +55,7 @@ pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static
         Table::Licences => LICENCES,
         Table::Grants => GRANTS,
         Table::GrantUses => GRANT_USES,
+        Table::Traces => TRACES,
         Table::HolderLicences => HOLDER_LICENCES,
         Table::HolderGrants => HOLDER_GRANTS,
         Table::TxIndex => TX_INDEX,
@@ -69,7 +73,7 @@ mod tests {
     #[test]
     fn table_names_and_encodings_are_fixed() {
         // Renaming a table or changing an encoding strands existing data: bump SCHEMA_VERSION.
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
@@ -77,6 +81,7 @@ mod tests {
                 "licences",
                 "grants",
                 "grant_uses",
+                "traces",
                 "holder_licences",
                 "holder_grants",
                 "tx_index",

@@ -145,7 +145,13 @@ fn opening_refuses_missing_files_other_versions_and_overwrites() {
         w.commit().unwrap();
     }
     drop(l);
-    assert!(matches!(Store::open(&path), Err(StoreError::SchemaVersion { found: 99, expected: SCHEMA_VERSION })));
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, StoreError::SchemaVersion { found: 99, expected: SCHEMA_VERSION, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("--fresh"),
+        "says which file and what to do: {msg}"
+    );
     assert!(matches!(Store::create(&path, ChainId(1), &c, Timestamp(0)), Err(StoreError::Exists(_))));
 }
 

@@ -63,7 +63,7 @@ pub fn issue<R: RngCore + CryptoRng>(
     validity: (Timestamp, Timestamp),
     rng: &mut R,
 ) -> Result<IssueDraft, UnknownField> {
-    let licence = LicenceId::derive(ctx.chain, issuer, ty.id, &holder, ctx.nonce);
+    let licence = LicenceId::derive(ctx.chain, ctx.valid_until, issuer, ty.id, &holder, ctx.nonce);
     let data_key = DataKey::generate(rng);
     let mut indexed: Vec<(u16, &[u8])> = Vec::with_capacity(values.len());
     for (name, v) in values {

@@ -27,7 +27,7 @@ pub mod domain {
     /// Holder ids from holder public keys.
     pub const HOLDER_ID: &str = "elchain 2026 holder id v1";
     /// Licence ids.
-    pub const LICENCE_ID: &str = "elchain 2026 licence id v1";
+    pub const LICENCE_ID: &str = "elchain 2026 licence id v2";
     /// Merkle tree of a block's transactions.
     pub const MERKLE: &str = "elchain 2026 merkle v1";
     /// Block header hashes.

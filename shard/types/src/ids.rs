@@ -65,7 +65,8 @@ hash_id!(
 );
 hash_id!(
     /// A licence. The first four bytes are the chain that holds it, so every later operation
-    /// goes straight to that chain.
+    /// goes straight to that chain; the next eight the issuance's `valid_until`, so a chain's
+    /// licences sort in about the order they were issued ([`LicenceId::derive`]).
     LicenceId
 );
 hash_id!(

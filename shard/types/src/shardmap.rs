@@ -396,7 +396,8 @@ mod tests {
                 assert_eq!(after, before);
             }
             // A licence issued before the change names its chain in its id.
-            let id = LicenceId::derive(before, MemberId(1), LicenceTypeId(2), &h, n as u64);
+            let id =
+                LicenceId::derive(before, crate::ids::Timestamp(n as u64), MemberId(1), LicenceTypeId(2), &h, n as u64);
             assert_eq!(licence_chain(&id), before);
         }
     }

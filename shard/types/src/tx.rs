@@ -312,9 +312,14 @@ pub struct SignedTx {
 }
 
 impl LicenceId {
-    /// The id of a licence issued on `chain` by `issuer` to `holder`, made unique by `nonce`.
+    /// The id of a licence issued on `chain` by `issuer` to `holder` in a transaction valid until
+    /// `valid_until`, made unique by `nonce`: chain (4 bytes BE) ‖ `valid_until` (8 bytes BE) ‖ the
+    /// first 20 bytes of a hash of all of them. The time after the chain puts the licences a chain
+    /// issues in about the order it issues them, so its store appends new licences instead of
+    /// inserting each into a random page of a table of large rows.
     pub fn derive(
         chain: ChainId,
+        valid_until: Timestamp,
         issuer: MemberId,
         licence_type: LicenceTypeId,
         holder: &HolderId,
@@ -322,11 +327,19 @@ impl LicenceId {
     ) -> Self {
         let h = hash(
             domain::LICENCE_ID,
-            &[&issuer.0.to_le_bytes(), &licence_type.0.to_le_bytes(), &holder.0, &nonce.to_le_bytes()],
+            &[
+                &chain.0.to_be_bytes(),
+                &valid_until.0.to_be_bytes(),
+                &issuer.0.to_le_bytes(),
+                &licence_type.0.to_le_bytes(),
+                &holder.0,
+                &nonce.to_le_bytes(),
+            ],
         );
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&chain.0.to_be_bytes());
-        id[4..].copy_from_slice(&h[..28]);
+        id[4..12].copy_from_slice(&valid_until.0.to_be_bytes());
+        id[12..].copy_from_slice(&h[..20]);
         LicenceId(id)
     }
 }

@@ -8,7 +8,8 @@ use crate::crypto::{DataKey, Keypair};
 fn sample_body() -> TxBody {
     let dk = DataKey([5; 32]);
     let holder = Keypair::dev("holder").holder_id();
-    let licence = LicenceId::derive(ChainId(1), MemberId(3), LicenceTypeId(1), &holder, 42);
+    let licence =
+        LicenceId::derive(ChainId(1), Timestamp(1_700_000_000_000), MemberId(3), LicenceTypeId(1), &holder, 42);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
     TxBody {
         chain: ChainId(1),
@@ -159,9 +160,16 @@ fn unknown_payload_kind_is_malformed() {
 }
 
 #[test]
-fn licence_id_embeds_its_chain() {
-    let id = LicenceId::derive(ChainId(0x0102_0304), MemberId(1), LicenceTypeId(2), &HolderId([1; 32]), 5);
-    assert_eq!(id.chain(), ChainId(0x0102_0304));
+fn licence_id_embeds_its_chain_then_its_time() {
+    let id = |t: u64, nonce: u64| {
+        LicenceId::derive(ChainId(0x0102_0304), Timestamp(t), MemberId(1), LicenceTypeId(2), &HolderId([1; 32]), nonce)
+    };
+    let a = id(0x0a0b_0c0d, 5);
+    assert_eq!(a.chain(), ChainId(0x0102_0304));
+    assert_eq!(a.0[4..12], 0x0a0b_0c0du64.to_be_bytes());
+    // Later issuances sort after earlier ones, whatever else they hash.
+    assert!((0..50).all(|n| id(0x0a0b_0c0d, n) < id(0x0a0b_0c0e, 50 - n)));
+    assert_ne!(a, id(0x0a0b_0c0d, 6));
 }
 
 proptest! {
