@@ -442,6 +442,16 @@ ack_before_commit = {early}
         assert!(errors.is_empty(), "{}", errors.join("\n"));
     }
 
+    /// A node that has exited although nobody stopped it, with how it ended (the lowest id of
+    /// those); its process is reaped, so a later stop passes it by.
+    pub fn exited(&mut self) -> Option<(u64, std::process::ExitStatus)> {
+        self.nodes.iter_mut().find_map(|(id, n)| {
+            let status = n.child.as_mut()?.try_wait().ok()??;
+            n.child = None;
+            Some((*id, status))
+        })
+    }
+
     /// The process id of node `id`, while it runs.
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.nodes[&id].child.as_ref().map(Child::id)

@@ -151,14 +151,21 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(async {
         let mut signals = super::node::Signals::install()?;
         let client = cluster.client().await;
-        for &chain in &chains {
-            let leader = tokio::select! {
-                l = client.wait_leader(chain, Duration::from_secs(60)) => l?,
-                _ = signals.recv() => { client.close().await; return anyhow::Ok(()); }
-            };
-            let status = client.status(leader, chain).await.map_err(anyhow::Error::msg)?;
-            println!("  chain {chain}: leader node {leader}, height {}", status.height);
-        }
+        let leaders = async {
+            for &chain in &chains {
+                let leader = client.wait_leader(chain, Duration::from_secs(60)).await?;
+                let status = client.status(leader, chain).await.map_err(anyhow::Error::msg)?;
+                println!("  chain {chain}: leader node {leader}, height {}", status.height);
+            }
+            anyhow::Ok(())
+        };
+        // A node that cannot start (a store of another schema, a port in use) exits at once: say
+        // so then, with its log, rather than after the wait for a leader runs out.
+        tokio::select! {
+            r = leaders => r?,
+            e = first_exit(&mut cluster) => { client.close().await; return Err(e); }
+            _ = signals.recv() => { client.close().await; return anyhow::Ok(()); }
+        };
         bootstrap_governance(&client, &cluster, &consortium).await?;
         client.close().await;
 
@@ -189,6 +196,25 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(errors.is_empty(), "{} node(s) did not stop cleanly (see above)", errors.len());
     println!("stopped; check the stored chains with: elchain verify {}", args.data_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines of a node's log shown when it exits at start.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Resolves when a node of `cluster` exits on its own, with why (the end of its log).
+async fn first_exit(cluster: &mut Cluster) -> anyhow::Error {
+    loop {
+        if let Some((id, status)) = cluster.exited() {
+            let log = cluster.log(id);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            let path = cluster.nodes[&id].log.display().to_string();
+            return anyhow::anyhow!(
+                "node {id} exited while the cluster was starting ({status}); the end of {path}:\n{tail}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Register the chains and set shard map version 1 on a fresh meta chain.

@@ -68,6 +68,17 @@ fn dev_runs_a_whole_deployment_that_resumes_and_verifies() {
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let text = stdout(&ok);
     assert_eq!(text.matches("OK:").count(), 9, "three chain stores per node: {text}");
+
+    // A node that cannot start stops `dev` with that node's own words, not a wait for a leader
+    // that runs out.
+    std::fs::write(dir.path().join(data_s).join("node-2/chain-1/chain.redb"), b"not a chain store").unwrap();
+    let args = ["dev", "--data-dir", data_s, "--exit", "--http", "127.0.0.1:0", "--quic-port", "0"];
+    let out = elchain_in(dir.path(), &args);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("node 2 exited while the cluster was starting"), "{text}");
+    assert!(text.contains("chain.redb"), "the node's log names the file: {text}");
+    assert!(!text.contains("no answer within"), "{text}");
 }
 
 #[test]

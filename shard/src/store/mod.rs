@@ -37,6 +37,16 @@ pub enum StoreError {
     /// redb failed (I/O, locking, corruption it detected).
     #[error("storage: {0}")]
     Redb(Box<redb::Error>),
+    /// redb could not open or create the file (not a redb file, damaged, locked by another
+    /// process, unreadable).
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// redb's complaint.
+        #[source]
+        source: redb::DatabaseError,
+    },
     /// The file is not an elchain chain store.
     #[error("{path} is not an elchain chain store: {why}")]
     NotAStore {
@@ -223,13 +233,31 @@ fn corrupt(what: impl Into<String>, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { what: what.into(), why: e.to_string() }
 }
 
+/// redb's page cache for a chain store, instead of its default of 1 GiB.
+///
+/// Most reads while executing are of staged state or miss (new ids), and a store write's pages go
+/// to the file, so a large cache mostly filled, over a node's first minutes, with copies of pages
+/// the kernel's page cache holds as well, each a first touch of fresh memory. On the VMs these
+/// figures come from, a fresh page costs far more than a copy from the kernel's cache (the host
+/// backs it anew): three replicas, 60 s, 140–148 µs of CPU per transaction at 1 GiB against
+/// 133 µs at 128 MiB (64 and 256 MiB alike), with 1.6 GiB fewer pages touched fresh per run.
+const CACHE_BYTES: usize = 128 << 20;
+
+/// Open the chain store file at `path`, or create it when `create` says so.
+fn database(path: &Path, create: bool) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    let opened = if create { builder.create(path) } else { builder.open(path) };
+    opened.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
+}
+
 impl Store {
     /// Create a new store at `path` with the genesis block of `chain` under `consortium`.
     pub fn create(path: &Path, chain: ChainId, consortium: &Consortium, time: Timestamp) -> Result<Self, StoreError> {
         if path.exists() {
             return Err(StoreError::Exists(path.to_path_buf()));
         }
-        let db = Database::create(path)?;
+        let db = database(path, true)?;
         let genesis = genesis_header(chain, consortium, time);
         let mut w = db.begin_write()?;
         w.set_durability(Durability::Immediate);
@@ -330,7 +358,7 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::NotAStore { path: path.to_path_buf(), why: "no such file".into() });
         }
-        let db = Database::open(path)?;
+        let db = database(path, false)?;
         let r = db.begin_read()?;
         let meta = r
             .open_table(META)
@@ -616,7 +644,7 @@ impl Store {
 
     fn import_into(tmp: &Path, from: impl std::io::Read) -> Result<(), StoreError> {
         let mut r = ExportReader { from: std::io::BufReader::with_capacity(1 << 20, from), read: 0 };
-        let db = Database::create(tmp)?;
+        let db = database(tmp, true)?;
         let mut w = db.begin_write()?;
         w.set_durability(Durability::Immediate);
         {

@@ -16,7 +16,9 @@ use crate::state::Table;
 /// `replay` and `replay_expiry` tables, and moved each grant's traces beside it in `grants` (the
 /// `traces` and `trace_counts` tables replaced by `grant_uses` and `holder_grants`). Version 4
 /// moved each use's trace out of `grant_uses` into `traces`, keyed by the use's tx id, so that a
-/// store write appends its uses instead of inserting them all over the grants' pages.
+/// store write appends its uses instead of inserting them all over the grants' pages, and derived
+/// licence ids anew (chain ‖ the issuance's valid-until ‖ hash, see
+/// [`LicenceId::derive`](elchain_types::LicenceId::derive)) so that new licences append too.
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.

@@ -153,6 +153,15 @@ fn opening_refuses_missing_files_other_versions_and_overwrites() {
         "says which file and what to do: {msg}"
     );
     assert!(matches!(Store::create(&path, ChainId(1), &c, Timestamp(0)), Err(StoreError::Exists(_))));
+
+    // A file that is not redb's: an error that names it, from the chain store and the Raft log.
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, b"not a chain store").unwrap();
+    let e = Store::open(&garbage).unwrap_err();
+    assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    assert!(e.to_string().contains(&garbage.display().to_string()), "names the file: {e}");
+    let Err(e) = crate::raft::log_store::LogStore::open(&garbage) else { panic!("opened a Raft log from garbage") };
+    assert!(matches!(e, StoreError::Open { .. }) && e.to_string().contains("garbage.redb"), "{e}");
 }
 
 #[test]
