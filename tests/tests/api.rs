@@ -36,14 +36,24 @@ fn current_map(d: &Deployment) -> ShardMap {
     })
 }
 
-/// Wait until `rest`'s router serves shard map `version`.
-fn wait_map(rest: &RestClient, version: u64) {
+/// Wait until router 901 (`d.rest`) serves shard map `version`.
+fn wait_map(d: &Deployment, version: u64) {
     let start = Instant::now();
     loop {
-        if rest.get_json::<ShardMapJson>("/v1/shard-map").is_ok_and(|m| m.version >= version) {
+        let served = d.rest.get_json::<ShardMapJson>("/v1/shard-map");
+        if served.as_ref().is_ok_and(|m| m.version >= version) {
             return;
         }
-        assert!(start.elapsed() < DEADLINE, "the router never saw shard map version {version}");
+        if start.elapsed() >= DEADLINE {
+            let logs: Vec<String> =
+                d.cluster.nodes.keys().map(|id| format!("node {id}:\n{}", d.cluster.log(*id))).collect();
+            panic!(
+                "the router never saw shard map version {version} (it serves {:?}); its log:\n{}\n{}",
+                served.map(|m| m.version),
+                d.cluster.router_log(901),
+                logs.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -73,7 +83,7 @@ fn a_department_system_works_through_http_alone() {
     let dl = c.licence_type_by_code("driver_licence").unwrap().id;
     let v2 = current_map(&d).reassign(Some(dl), 0..current_map(&d).buckets, ChainId(2)).unwrap();
     submit_governance(&d, Govern::ShardMap(v2));
-    wait_map(&d.rest, 2);
+    wait_map(&d, 2);
 
     // All seven licence types, for a person whose other licences live on chain 1 and a company.
     let person = holder_on(&d, "resident_id_card", 1);
@@ -307,7 +317,7 @@ fn a_new_chain_takes_new_issuance_while_old_licences_keep_working() {
         let r = d.rest.submit(&tx, true).unwrap();
         assert_eq!(r.outcome.as_deref(), Some("valid"), "{r:?}");
     }
-    wait_map(&d.rest, map.version + 1);
+    wait_map(&d, map.version + 1);
     let chains: Vec<elchain_router::json::ChainJson> = d.rest.get_json("/v1/chains").unwrap();
     let c3 = chains.iter().find(|c| c.id == 3).expect("chain 3 in the directory");
     assert_eq!(c3.replicas.iter().map(|r| r.node).collect::<Vec<_>>(), vec![4, 5, 6]);

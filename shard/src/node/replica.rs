@@ -522,6 +522,13 @@ impl Replica {
     fn read(&self, query: &Query) -> Result<Answer, crate::store::StoreError> {
         use elchain_types::ids::{GrantId, HolderId, LicenceId};
         let store = self.store();
+        // The height a governance answer reports is read before its view, so that it never runs
+        // ahead of the state: a router keeps its view while the height stays the same, and a
+        // block applied between the two reads once left it with the old shard map for good.
+        let height = match query {
+            Query::Governance => store.tip()?.height,
+            _ => 0,
+        };
         let view = store.view()?;
         Ok(match query {
             Query::Licence(id) => Answer::Record(view.get(&Key::Licence(LicenceId(*id)))),
@@ -538,7 +545,7 @@ impl Replica {
                     None => store.consortium()?,
                 };
                 Answer::Governance(Governance {
-                    height: store.tip()?.height,
+                    height,
                     consortium: consortium.to_bytes(),
                     shard_map: view.shard_map().map(|m| m.to_bytes()),
                     chains: view.chains().iter().map(Encode::to_bytes).collect(),

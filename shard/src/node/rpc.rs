@@ -141,7 +141,8 @@ pub enum Answer {
 /// Governance state as a chain holds it, canonical encodings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Governance {
-    /// Height of the block it was read at.
+    /// Height of the block it was read at, or of an earlier block: never past the state it
+    /// carries, so a reader that sees a new height knows the state may have changed.
     pub height: u64,
     /// The current consortium.
     pub consortium: Vec<u8>,
