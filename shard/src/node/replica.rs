@@ -522,13 +522,9 @@ impl Replica {
     fn read(&self, query: &Query) -> Result<Answer, crate::store::StoreError> {
         use elchain_types::ids::{GrantId, HolderId, LicenceId};
         let store = self.store();
-        // The height a governance answer reports is read before its view, so that it never runs
-        // ahead of the state: a router keeps its view while the height stays the same, and a
-        // block applied between the two reads once left it with the old shard map for good.
-        let height = match query {
-            Query::Governance => store.tip()?.height,
-            _ => 0,
-        };
+        if let Query::Governance = query {
+            return Self::governance(&store);
+        }
         let view = store.view()?;
         Ok(match query {
             Query::Licence(id) => Answer::Record(view.get(&Key::Licence(LicenceId(*id)))),
@@ -539,21 +535,28 @@ impl Replica {
             Query::HolderTraces(h) => {
                 Answer::Records(view.traces(&HolderId(*h)).iter().map(Encode::to_bytes).collect())
             }
-            Query::Governance => {
-                let consortium = match view.governed_consortium() {
-                    Some(c) => c,
-                    None => store.consortium()?,
-                };
-                Answer::Governance(Governance {
-                    height,
-                    consortium: consortium.to_bytes(),
-                    shard_map: view.shard_map().map(|m| m.to_bytes()),
-                    chains: view.chains().iter().map(Encode::to_bytes).collect(),
-                    params: view.params(),
-                    revoked: view.revoked_certificates(),
-                })
-            }
+            Query::Governance => unreachable!("answered above"),
         })
+    }
+
+    /// The governance state, with a height read before its view, so that the height never runs
+    /// ahead of the state: a router keeps its view while the height stays the same, and a block
+    /// applied between the two reads once left it with the old shard map for good.
+    fn governance(store: &Store) -> Result<Answer, crate::store::StoreError> {
+        let height = store.tip()?.height;
+        let view = store.view()?;
+        let consortium = match view.governed_consortium() {
+            Some(c) => c,
+            None => store.consortium()?,
+        };
+        Ok(Answer::Governance(Governance {
+            height,
+            consortium: consortium.to_bytes(),
+            shard_map: view.shard_map().map(|m| m.to_bytes()),
+            chains: view.chains().iter().map(Encode::to_bytes).collect(),
+            params: view.params(),
+            revoked: view.revoked_certificates(),
+        }))
     }
 
     /// A stored block.

@@ -137,10 +137,7 @@ impl LogStore {
     /// Open (or create) the log at `path`; every write is made on the caller's thread and done
     /// when the call returns (the deterministic simulator).
     pub fn open_in_place(path: &Path) -> Result<Self, crate::store::StoreError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|source| crate::store::StoreError::Open { path: path.to_path_buf(), source })?;
+        let db = crate::store::open_database(path, CACHE_BYTES, true)?;
         let w = db.begin_write()?;
         w.open_table(LOG)?;
         w.open_table(RAFT_META)?;

@@ -243,10 +243,11 @@ fn corrupt(what: impl Into<String>, e: impl std::fmt::Display) -> StoreError {
 /// 133 µs at 128 MiB (64 and 256 MiB alike), with 1.6 GiB fewer pages touched fresh per run.
 const CACHE_BYTES: usize = 128 << 20;
 
-/// Open the chain store file at `path`, or create it when `create` says so.
-fn database(path: &Path, create: bool) -> Result<Database, StoreError> {
+/// Open the redb file at `path` with a page cache of `cache_bytes`, or create it when `create`
+/// says so (redb's `create` also opens an existing file); an error names the file.
+pub(crate) fn open_database(path: &Path, cache_bytes: usize, create: bool) -> Result<Database, StoreError> {
     let mut builder = Database::builder();
-    builder.set_cache_size(CACHE_BYTES);
+    builder.set_cache_size(cache_bytes);
     let opened = if create { builder.create(path) } else { builder.open(path) };
     opened.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
@@ -257,7 +258,7 @@ impl Store {
         if path.exists() {
             return Err(StoreError::Exists(path.to_path_buf()));
         }
-        let db = database(path, true)?;
+        let db = open_database(path, CACHE_BYTES, true)?;
         let genesis = genesis_header(chain, consortium, time);
         let mut w = db.begin_write()?;
         w.set_durability(Durability::Immediate);
@@ -358,7 +359,7 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::NotAStore { path: path.to_path_buf(), why: "no such file".into() });
         }
-        let db = database(path, false)?;
+        let db = open_database(path, CACHE_BYTES, false)?;
         let r = db.begin_read()?;
         let meta = r
             .open_table(META)
@@ -644,7 +645,7 @@ impl Store {
 
     fn import_into(tmp: &Path, from: impl std::io::Read) -> Result<(), StoreError> {
         let mut r = ExportReader { from: std::io::BufReader::with_capacity(1 << 20, from), read: 0 };
-        let db = database(tmp, true)?;
+        let db = open_database(tmp, CACHE_BYTES, true)?;
         let mut w = db.begin_write()?;
         w.set_durability(Durability::Immediate);
         {
