@@ -163,7 +163,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         // so then, with its log, rather than after the wait for a leader runs out.
         tokio::select! {
             r = leaders => r?,
-            e = first_exit(&mut cluster) => { client.close().await; return Err(e); }
+            e = first_exit(&mut cluster, "while the cluster was starting") => { client.close().await; return Err(e); }
             _ = signals.recv() => { client.close().await; return anyhow::Ok(()); }
         };
         bootstrap_governance(&client, &cluster, &consortium).await?;
@@ -182,7 +182,16 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
         }
         if !args.exit {
             println!("serving; press Ctrl-C to stop (then: elchain verify {})", args.data_dir.display());
-            signals.recv().await;
+            // A node that dies while serving is said at once, with its log; the others go on (a
+            // chain keeps serving with a majority of its replicas).
+            loop {
+                tokio::select! {
+                    _ = signals.recv() => break,
+                    e = first_exit(&mut cluster, "while serving") => {
+                        eprintln!("warning: {e:#}\n  the other nodes go on serving; stop with Ctrl-C and start `elchain dev` again to bring it back");
+                    }
+                }
+            }
         }
         router.shutdown().await;
         anyhow::Ok(())
@@ -201,17 +210,16 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
 /// Lines of a node's log shown when it exits at start.
 const LOG_TAIL_LINES: usize = 20;
 
-/// Resolves when a node of `cluster` exits on its own, with why (the end of its log).
-async fn first_exit(cluster: &mut Cluster) -> anyhow::Error {
+/// Resolves when a node of `cluster` exits on its own, with why (the end of its log); `when`
+/// says in which phase, e.g. "while serving".
+async fn first_exit(cluster: &mut Cluster, when: &str) -> anyhow::Error {
     loop {
         if let Some((id, status)) = cluster.exited() {
             let log = cluster.log(id);
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
             let path = cluster.nodes[&id].log.display().to_string();
-            return anyhow::anyhow!(
-                "node {id} exited while the cluster was starting ({status}); the end of {path}:\n{tail}"
-            );
+            return anyhow::anyhow!("node {id} exited {when} ({status}); the end of {path}:\n{tail}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

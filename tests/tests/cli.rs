@@ -195,12 +195,13 @@ fn the_readme_curl_examples_work_against_elchain_dev() {
 
     let dir = tempfile::tempdir().unwrap();
     let http = elchain_tests::deployment::free_http();
+    let err_path = dir.path().join("dev.err");
     let mut dev = Command::new(elchain_tests::elchain_bin())
         .args(["dev", "--data-dir", "d", "--quic-port", "0", "--http", &http.to_string()])
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
     let rest = elchain_router::rest::RestClient::new(&format!("http://{http}"), std::time::Duration::from_secs(10));
@@ -218,7 +219,24 @@ fn the_readme_curl_examples_work_against_elchain_dev() {
         let expected = if line.contains("-X POST") { "400" } else { "200" };
         assert_eq!(String::from_utf8_lossy(&status.stdout), expected, "{line}");
     }
-    // Ctrl-C (SIGTERM here) stops the router and every node cleanly.
+    // A node killed while serving is reported at once, with the end of its log.
+    let children = Command::new("pgrep").args(["-P", &dev.id().to_string()]).output().unwrap();
+    let node = String::from_utf8_lossy(&children.stdout).lines().next().map(str::to_string);
+    let node = node.unwrap_or_else(|| {
+        let _ = dev.kill();
+        panic!("elchain dev has no node processes")
+    });
+    Command::new("kill").args(["-KILL", &node]).status().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let reported = loop {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        if err.contains("exited while serving") || std::time::Instant::now() > deadline {
+            break err;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(reported.contains("exited while serving") && reported.contains("the end of"), "{reported}");
+    // Ctrl-C (SIGTERM here) stops the router and the other nodes cleanly.
     Command::new("kill").args(["-TERM", &dev.id().to_string()]).status().unwrap();
     let status = dev.wait().unwrap();
     assert!(status.success(), "elchain dev did not stop cleanly: {status}");
