@@ -121,11 +121,12 @@ impl<'c> Executor<'c> {
         let mut pending = Vec::new();
         for (index, checked) in txs.into_iter().enumerate() {
             let id = checked.id();
+            let mut trace = None;
             let outcome = match &checked {
                 CheckedTx::Rejected { code, .. } => Outcome::Invalid(*code),
                 CheckedTx::Verified(v) => {
                     pending.clear();
-                    let r = self.execute_tx(&state, now, v.tx(), &mut pending);
+                    let r = self.execute_tx(&state, now, v.tx(), &mut pending, &mut trace);
                     if r.is_ok() {
                         for (k, val) in pending.drain(..) {
                             state.put(k, val);
@@ -136,8 +137,9 @@ impl<'c> Executor<'c> {
             };
             // The index keeps the transaction that took effect, or else the first mention.
             if outcome.is_valid() || state.get(&Key::Tx(id)).is_none() {
-                let entry = TxEntry { height, index: index as u32, outcome: outcome.as_u16() };
-                state.put(Key::Tx(id), Some(entry.to_bytes().to_vec()));
+                let trace = trace.filter(|_| outcome.is_valid());
+                let entry = TxEntry { height, index: index as u32, outcome: outcome.as_u16(), trace };
+                state.put(Key::Tx(id), Some(entry.to_bytes()));
             }
             ids.push(id);
             outcomes.push(outcome);
@@ -176,6 +178,7 @@ impl<'c> Executor<'c> {
         now: Timestamp,
         tx: &SignedTx,
         out: &mut Vec<(Key, Option<Vec<u8>>)>,
+        trace: &mut Option<TraceEntry>,
     ) -> Result<(), RejectCode> {
         let body = tx.body();
         if body.valid_until < now {
@@ -187,7 +190,7 @@ impl<'c> Executor<'c> {
         if state.tx_entry(&tx.id()).is_some_and(|e| e.took_effect()) {
             return Err(RejectCode::Replay);
         }
-        self.apply_payload(state, now, tx, out)
+        self.apply_payload(state, now, tx, out, trace)
     }
 
     fn apply_payload<V: StateView + ?Sized>(
@@ -196,6 +199,7 @@ impl<'c> Executor<'c> {
         now: Timestamp,
         tx: &SignedTx,
         out: &mut Vec<(Key, Option<Vec<u8>>)>,
+        trace: &mut Option<TraceEntry>,
     ) -> Result<(), RejectCode> {
         let c = self.consortium;
         match &tx.body().payload {
@@ -351,8 +355,8 @@ impl<'c> Executor<'c> {
                 usable(&rec, now)?;
                 let uses = s.uses.checked_add(1).ok_or(RejectCode::GrantExhausted)?;
                 let state = GrantState { uses, revoked: false, last: Some(tx.id()) };
-                let trace = TraceEntry { grant: p.grant, fields: p.fields, time: now, prev: s.last };
-                out.push((Key::Trace(tx.id()), Some(trace.to_bytes())));
+                // The use's trace goes into its tx index entry, written with its outcome.
+                *trace = Some(TraceEntry { grant: p.grant, fields: p.fields, time: now, prev: s.last });
                 out.push((Key::GrantState(p.grant), Some(state.to_bytes())));
                 Ok(())
             }

@@ -657,6 +657,33 @@ fn use_beyond_max_uses_is_refused() {
 }
 
 #[test]
+fn a_use_keeps_its_trace_in_its_tx_index_entry_linked_to_the_previous_use() {
+    use crate::state::StateReads;
+    let mut fx = Fx::new(1);
+    let holder = person(1);
+    let lic = fx.id_card(&holder);
+    let mut terms = fx.terms(&["full_name"]);
+    terms.max_uses = 2;
+    let g = fx.granted(lic, &holder, terms);
+    let (first, second, third) = (
+        fx.use_tx(g, terms.fields, "education"),
+        fx.use_tx(g, terms.fields, "education"),
+        fx.use_tx(g, terms.fields, "education"),
+    );
+    assert_eq!(
+        fx.run(&[first.clone(), second.clone(), third.clone()]),
+        [Outcome::Valid, Outcome::Valid, Outcome::Invalid(RejectCode::GrantExhausted)]
+    );
+    let entry = |tx: &SignedTx| fx.state.tx_entry(&tx.id()).expect("indexed");
+    let (a, b) = (entry(&first).trace.expect("a use's trace"), entry(&second).trace.expect("a use's trace"));
+    assert_eq!((a.grant, a.fields, a.prev), (g, terms.fields, None));
+    assert_eq!((b.grant, b.prev), (g, Some(first.id())));
+    assert_eq!(entry(&third).trace, None, "a refused use leaves no trace");
+    let traces = fx.state.grant_traces(&g);
+    assert_eq!(traces.iter().map(|t| t.tx).collect::<Vec<_>>(), [first.id(), second.id()]);
+}
+
+#[test]
 fn use_by_a_member_other_than_the_grantee_is_refused() {
     let mut fx = Fx::new(1);
     let holder = person(1);

@@ -26,11 +26,6 @@ pub enum Table {
     /// Grant id → [`GrantState`]: uses so far, revoked, and the newest use. Small rows, so the
     /// whole table is a few pages per ten thousand grants.
     GrantUses,
-    /// Use tx id → the use's [`TraceEntry`], which names its grant and the grant's previous use.
-    /// Tx ids start with their valid-until time, so a store write's uses land together at the
-    /// end of the table whichever grants they use; a grant's uses are found by following
-    /// [`GrantState::last`] back.
-    Traces,
     /// (holder, licence) → empty: the holder's licences on this chain.
     HolderLicences,
     /// (holder, grant) → empty: the grants made on the holder's licences, which lead to their
@@ -38,7 +33,11 @@ pub enum Table {
     HolderGrants,
     /// Tx id → [`TxEntry`]: where every transaction is recorded and whether it took effect. It
     /// answers receipts and refuses replays: an id that took effect is never taken again (inside
-    /// its window as `replay`, after it as `expired`), so nothing has to be pruned.
+    /// its window as `replay`, after it as `expired`), so nothing has to be pruned. A use that
+    /// took effect also keeps its [`TraceEntry`] here, which names its grant and the grant's
+    /// previous use: a grant's uses are found by following [`GrantState::last`] back. Tx ids
+    /// start with their valid-until time, so a store write's entries land together at the end
+    /// of the table, and a use costs one row, not two.
     TxIndex,
     /// Document digest → [`Attestation`].
     Attestations,
@@ -49,11 +48,10 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 8] = [
         Table::Licences,
         Table::Grants,
         Table::GrantUses,
-        Table::Traces,
         Table::HolderLicences,
         Table::HolderGrants,
         Table::TxIndex,
@@ -67,7 +65,6 @@ impl Table {
             Table::Licences => "licences",
             Table::Grants => "grants",
             Table::GrantUses => "grant_uses",
-            Table::Traces => "traces",
             Table::HolderLicences => "holder_licences",
             Table::HolderGrants => "holder_grants",
             Table::TxIndex => "tx_index",
@@ -86,8 +83,6 @@ pub enum Key {
     Grant(GrantId),
     /// How often a grant was used, whether it was revoked, and its newest use.
     GrantState(GrantId),
-    /// A use of a grant, by the use transaction's id.
-    Trace(TxId),
     /// A holder owns a licence.
     HolderLicence(HolderId, LicenceId),
     /// A grant was made on a licence of the holder.
@@ -138,7 +133,6 @@ impl Key {
             Key::Licence(_) => Table::Licences,
             Key::Grant(_) => Table::Grants,
             Key::GrantState(_) => Table::GrantUses,
-            Key::Trace(_) => Table::Traces,
             Key::HolderLicence(..) => Table::HolderLicences,
             Key::HolderGrant(..) => Table::HolderGrants,
             Key::Tx(_) => Table::TxIndex,
@@ -168,7 +162,6 @@ impl Key {
             Key::Licence(id) => two(out, &id.0, &[]),
             Key::Grant(id) => two(out, &id.0, &[]),
             Key::GrantState(g) => two(out, &g.0, &[]),
-            Key::Trace(id) => two(out, &id.0, &[]),
             Key::HolderLicence(h, l) => two(out, &h.0, &l.0),
             Key::HolderGrant(h, g) => two(out, &h.0, &g.0),
             Key::Tx(id) => two(out, &id.0, &[]),
@@ -184,7 +177,6 @@ impl Key {
             (Table::Licences, 32) => Key::Licence(LicenceId(a32(bytes)?)),
             (Table::Grants, 32) => Key::Grant(GrantId(a32(bytes)?)),
             (Table::GrantUses, 32) => Key::GrantState(GrantId(a32(bytes)?)),
-            (Table::Traces, 32) => Key::Trace(TxId(a32(bytes)?)),
             (Table::HolderLicences, 64) => {
                 Key::HolderLicence(HolderId(a32(&bytes[..32])?), LicenceId(a32(&bytes[32..])?))
             }
@@ -239,10 +231,13 @@ pub struct TxEntry {
     pub index: u32,
     /// 0 when it took effect, else its reject code.
     pub outcome: u16,
+    /// For a use of a grant that took effect: the use.
+    pub trace: Option<TraceEntry>,
 }
 
 impl TxEntry {
-    /// Encoded size: height (8 bytes BE) ‖ index (4 bytes BE) ‖ outcome (2 bytes BE).
+    /// Encoded size without a trace: height (8 bytes BE) ‖ index (4 bytes BE) ‖ outcome (2 bytes
+    /// BE). A use's [`TraceEntry`] follows in the canonical codec.
     pub const LEN: usize = 14;
 
     /// True when the transaction took effect.
@@ -251,21 +246,28 @@ impl TxEntry {
     }
 
     /// The stored bytes.
-    pub fn to_bytes(&self) -> [u8; Self::LEN] {
-        let mut v = [0u8; Self::LEN];
-        v[..8].copy_from_slice(&self.height.to_be_bytes());
-        v[8..12].copy_from_slice(&self.index.to_be_bytes());
-        v[12..].copy_from_slice(&self.outcome.to_be_bytes());
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN + self.trace.map_or(0, |_| 96));
+        v.extend_from_slice(&self.height.to_be_bytes());
+        v.extend_from_slice(&self.index.to_be_bytes());
+        v.extend_from_slice(&self.outcome.to_be_bytes());
+        if let Some(t) = &self.trace {
+            v.extend_from_slice(&t.to_bytes());
+        }
         v
     }
 
     /// Read stored bytes back.
     pub fn from_bytes(v: &[u8]) -> Option<TxEntry> {
-        let v: &[u8; Self::LEN] = v.try_into().ok()?;
+        if v.len() < Self::LEN {
+            return None;
+        }
+        let (head, rest) = v.split_at(Self::LEN);
         Some(TxEntry {
-            height: u64::from_be_bytes(v[..8].try_into().ok()?),
-            index: u32::from_be_bytes(v[8..12].try_into().ok()?),
-            outcome: u16::from_be_bytes(v[12..].try_into().ok()?),
+            height: u64::from_be_bytes(head[..8].try_into().ok()?),
+            index: u32::from_be_bytes(head[8..12].try_into().ok()?),
+            outcome: u16::from_be_bytes(head[12..].try_into().ok()?),
+            trace: if rest.is_empty() { None } else { Some(TraceEntry::from_bytes(rest).ok()?) },
         })
     }
 }
@@ -654,8 +656,8 @@ impl Decode for GrantState {
     }
 }
 
-/// One use of a grant: the value of [`Key::Trace`], keyed by the use transaction's id. The rest
-/// of the [`TraceRecord`] (licence, grantee, item) is the grant's.
+/// One use of a grant, kept in the use transaction's [`TxEntry`]. The rest of the
+/// [`TraceRecord`] (licence, grantee, item) is the grant's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceEntry {
     /// Grant used.
@@ -859,8 +861,10 @@ pub trait StateReads: StateView {
         let mut out = Vec::with_capacity(s.uses as usize);
         let mut next = s.last;
         while let Some(tx) = next {
-            let b = self.get(&Key::Trace(tx)).expect("every use a grant links to is stored");
-            let e = TraceEntry::from_bytes(&b).expect("stored trace decodes");
+            let e = self
+                .tx_entry(&tx)
+                .and_then(|e| e.trace)
+                .unwrap_or_else(|| panic!("use {tx} of grant {grant} is indexed with its trace"));
             assert!(
                 e.grant == *grant && out.len() < s.uses as usize,
                 "grant {grant}'s chain of uses is broken at {tx}"
@@ -935,7 +939,6 @@ mod tests {
             k,
             Key::HolderLicence(h, LicenceId([3; 32])),
             Key::GrantState(GrantId([6; 32])),
-            Key::Trace(TxId([7; 32])),
             Key::Tx(TxId([4; 32])),
             Key::Attestation(Hash32([6; 32])),
         ];
@@ -996,10 +999,17 @@ mod tests {
 
     #[test]
     fn tx_entries_round_trip() {
-        let e = TxEntry { height: 0x0102, index: 3, outcome: 8 };
+        let e = TxEntry { height: 0x0102, index: 3, outcome: 8, trace: None };
         assert_eq!(e.to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3, 0, 8]);
         assert_eq!(TxEntry::from_bytes(&e.to_bytes()), Some(e));
         assert!(!e.took_effect());
         assert_eq!(TxEntry::from_bytes(&[0; 13]), None);
+        let trace = TraceEntry { grant: GrantId([3; 32]), fields: 0b11, time: Timestamp(9), prev: Some(TxId([5; 32])) };
+        let used = TxEntry { height: 7, index: 0, outcome: 0, trace: Some(trace) };
+        let bytes = used.to_bytes();
+        assert_eq!(bytes[..TxEntry::LEN], [0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes[TxEntry::LEN..], trace.to_bytes()[..]);
+        assert_eq!(TxEntry::from_bytes(&bytes), Some(used));
+        assert_eq!(TxEntry::from_bytes(&bytes[..bytes.len() - 1]), None, "a cut trace is refused");
     }
 }

@@ -94,12 +94,7 @@ mod tests {
         let id = [7u8; 32];
         let f = KeyFilter::of([Key::Grant(GrantId(id))].iter());
         assert!(f.may_contain(&Key::Grant(GrantId(id))));
-        let others = [
-            Key::GrantState(GrantId(id)),
-            Key::Trace(TxId(id)),
-            Key::Tx(TxId(id)),
-            Key::HolderGrant(HolderId(id), GrantId(id)),
-        ];
+        let others = [Key::GrantState(GrantId(id)), Key::Tx(TxId(id)), Key::HolderGrant(HolderId(id), GrantId(id))];
         assert!(others.iter().all(|k| !f.may_contain(k)));
     }
 

@@ -19,7 +19,9 @@ use crate::state::Table;
 /// store write appends its uses instead of inserting them all over the grants' pages, and derived
 /// licence ids anew (chain ‖ the issuance's valid-until ‖ hash, see
 /// [`LicenceId::derive`](elchain_types::LicenceId::derive)) so that new licences append too.
-pub const SCHEMA_VERSION: u32 = 4;
+/// Version 5 keeps each use's trace in its tx index entry and drops the `traces` table: one row
+/// per use instead of two, as a store write costs about the same per row whatever its size.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Chain metadata: schema version, chain id, consortium, tip header.
 pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
@@ -28,7 +30,8 @@ pub const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("b
 /// Height → encoded [`elchain_types::block::Checkpoint`]: replica signatures over that header.
 pub const CHECKPOINTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("checkpoints");
 /// Tx id → [`TxEntry`](crate::state::TxEntry): height (8 bytes BE) ‖ index in block (4 bytes BE) ‖
-/// outcome (2 bytes BE). A state table ([`Table::TxIndex`]), written by the executor.
+/// outcome (2 bytes BE) ‖ for a use that took effect, its trace. A state table
+/// ([`Table::TxIndex`]), written by the executor.
 pub const TX_INDEX: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("tx_index");
 
 /// `META` key: schema version, `u32` LE.
@@ -45,7 +48,6 @@ pub const META_GENESIS: &str = "genesis";
 const LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("licences");
 const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
 const GRANT_USES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grant_uses");
-const TRACES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("traces");
 const HOLDER_LICENCES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_licences");
 const HOLDER_GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("holder_grants");
 const ATTESTATIONS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("attestations");
@@ -57,7 +59,6 @@ pub fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static
         Table::Licences => LICENCES,
         Table::Grants => GRANTS,
         Table::GrantUses => GRANT_USES,
-        Table::Traces => TRACES,
         Table::HolderLicences => HOLDER_LICENCES,
         Table::HolderGrants => HOLDER_GRANTS,
         Table::TxIndex => TX_INDEX,
@@ -75,7 +76,7 @@ mod tests {
     #[test]
     fn table_names_and_encodings_are_fixed() {
         // Renaming a table or changing an encoding strands existing data: bump SCHEMA_VERSION.
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         let names: Vec<String> = Table::ALL.iter().map(|t| state_table(*t).name().to_string()).collect();
         assert_eq!(
             names,
@@ -83,7 +84,6 @@ mod tests {
                 "licences",
                 "grants",
                 "grant_uses",
-                "traces",
                 "holder_licences",
                 "holder_grants",
                 "tx_index",

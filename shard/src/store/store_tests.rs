@@ -124,7 +124,7 @@ fn audit_finds_a_tx_index_entry_that_points_elsewhere() {
     let id = l.store().block(1).unwrap().unwrap().ids[0];
     {
         let w = l.store().db().begin_write().unwrap();
-        let elsewhere = crate::state::TxEntry { height: 2, index: 0, outcome: 0 };
+        let elsewhere = crate::state::TxEntry { height: 2, index: 0, outcome: 0, trace: None };
         w.open_table(schema::TX_INDEX).unwrap().insert(&id.0[..], &elsewhere.to_bytes()[..]).unwrap();
         w.commit().unwrap();
     }
