@@ -247,7 +247,7 @@ impl TxEntry {
 
     /// The stored bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(Self::LEN + self.trace.map_or(0, |_| 96));
+        let mut v = Vec::with_capacity(Self::LEN);
         v.extend_from_slice(&self.height.to_be_bytes());
         v.extend_from_slice(&self.index.to_be_bytes());
         v.extend_from_slice(&self.outcome.to_be_bytes());

@@ -151,16 +151,27 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(async {
         let mut signals = super::node::Signals::install()?;
         let client = cluster.client().await;
+        let replicas: Vec<(u64, u32)> =
+            cluster.nodes.values().flat_map(|n| n.chains.iter().map(move |&c| (n.id, c))).collect();
         let leaders = async {
             for &chain in &chains {
                 let leader = client.wait_leader(chain, Duration::from_secs(60)).await?;
                 let status = client.status(leader, chain).await.map_err(anyhow::Error::msg)?;
                 println!("  chain {chain}: leader node {leader}, height {}", status.height);
             }
+            // Started means every replica serves, not only a majority of each chain.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            for &(node, chain) in &replicas {
+                while let Err(e) = client.status(node, chain).await {
+                    anyhow::ensure!(Instant::now() < deadline, "node {node} does not serve chain {chain}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             anyhow::Ok(())
         };
         // A node that cannot start (a store of another schema, a port in use) exits at once: say
-        // so then, with its log, rather than after the wait for a leader runs out.
+        // so then, with its log, rather than after the wait for a leader runs out (or, with the
+        // other nodes a majority, once the cluster runs without it).
         tokio::select! {
             r = leaders => r?,
             e = first_exit(&mut cluster, "while the cluster was starting") => { client.close().await; return Err(e); }
