@@ -218,7 +218,7 @@ fn run_cluster(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lines of a node's log shown when it exits at start.
+/// Lines of a node's log shown when it exits on its own.
 const LOG_TAIL_LINES: usize = 20;
 
 /// Resolves when a node of `cluster` exits on its own, with why (the end of its log); `when`
