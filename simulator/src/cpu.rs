@@ -1,4 +1,4 @@
-//! CPU time of processes, from Linux's `/proc`.
+//! CPU time of processes, and their children, from Linux's `/proc`.
 //!
 //! A run measures what its node processes cost per committed transaction: sample
 //! `utime + stime` of each node before and after, and divide the difference by the work done.
@@ -14,14 +14,31 @@ pub fn process_seconds(pid: u32) -> Option<f64> {
     parse_stat(&stat).map(|ticks| ticks / clock_ticks())
 }
 
+/// The fields of `/proc/PID/stat` after the command name, from the state on. The name is in
+/// parentheses and may hold spaces and parentheses, so they start after the last `)`.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat.rsplit_once(')')?.1.split_whitespace().collect())
+}
+
 /// `utime + stime` in clock ticks from the text of `/proc/PID/stat`.
 fn parse_stat(stat: &str) -> Option<f64> {
-    // The command name is in parentheses and may hold spaces; utime and stime are the 12th and
-    // 13th fields after it.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are the 12th and 13th fields after the command name.
+    let f = stat_fields(stat)?;
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     Some(t(11)? + t(12)?)
+}
+
+/// The processes whose parent is `pid`; empty when `/proc` cannot be read.
+pub fn children(pid: u32) -> Vec<u32> {
+    let parent = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat_fields(&stat)?.get(1)?.parse().ok()
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| parent(p) == Some(pid))
+        .collect()
 }
 
 /// The kernel's clock ticks per second (`getconf CLK_TCK`, nearly always 100), asked once.
@@ -67,6 +84,16 @@ mod tests {
         let before = BTreeMap::from([(1, 10.0), (2, 5.0)]);
         let after = BTreeMap::from([(1, 12.5), (3, 1.0)]);
         assert_eq!(used(&before, &after), 3.5);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_spawned_process_is_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let found = children(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
     }
 
     #[test]

@@ -184,24 +184,6 @@ fn ca_commands_issue_and_revoke_certificates() {
     assert_ne!(std::fs::read(ca.join("crl.pem")).unwrap(), crl_before, "the CRL was re-signed");
 }
 
-/// The processes whose parent is `pid` (from /proc: Linux, as the tests' cluster is).
-fn child_pids(pid: u32) -> Vec<u32> {
-    let parent_of = |stat: &str| -> Option<u32> {
-        // pid (comm) state ppid …; comm may hold spaces and parentheses, so split after the last ')'.
-        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-    };
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|p| {
-                    std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|s| parent_of(&s)) == Some(pid)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_readme_curl_examples_work_against_elchain_dev() {
     use std::process::{Command, Stdio};
@@ -238,7 +220,7 @@ fn the_readme_curl_examples_work_against_elchain_dev() {
         assert_eq!(String::from_utf8_lossy(&status.stdout), expected, "{line}");
     }
     // A node killed while serving is reported at once, with the end of its log.
-    let node = child_pids(dev.id()).into_iter().next().map(|p| p.to_string());
+    let node = elchain_sim::cpu::children(dev.id()).into_iter().next().map(|p| p.to_string());
     let node = node.unwrap_or_else(|| {
         let _ = dev.kill();
         panic!("elchain dev has no node processes")
