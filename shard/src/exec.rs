@@ -56,7 +56,7 @@ pub struct Executor<'c> {
 
 /// Fold a block's writes into the running state root.
 pub fn next_state_root(prev: &Hash32, writes: &Writes) -> Hash32 {
-    let mut h = blake3::Hasher::new_derive_key(domain::STATE);
+    let mut h = domain::STATE.hasher();
     h.update(&prev.0);
     for (k, v) in writes {
         let mut kb = [0u8; Key::MAX_LEN];
@@ -87,7 +87,7 @@ pub fn genesis_header(chain: ChainId, consortium: &Consortium, time: Timestamp) 
         time,
         tx_count: 0,
         tx_root: elchain_types::block::merkle_root(&[]),
-        state_root: Hash32(hash(domain::STATE, &[b"genesis/", &consortium.to_bytes()])),
+        state_root: Hash32(hash(&domain::STATE, &[b"genesis/", &consortium.to_bytes()])),
         raft_term: 0,
         raft_index: 0,
     }

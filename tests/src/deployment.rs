@@ -92,6 +92,9 @@ fn ctx(chain: u32) -> elchain_types::client::TxContext {
     }
 }
 
+/// The hash context of sample digests.
+static SAMPLE: elchain_types::crypto::Domain = elchain_types::crypto::Domain::new("sample");
+
 /// A plausible value for a field of `kind`.
 pub fn sample_value(name: &str, kind: elchain_types::contract::FieldKind) -> Vec<u8> {
     use elchain_types::contract::FieldKind;
@@ -99,7 +102,7 @@ pub fn sample_value(name: &str, kind: elchain_types::contract::FieldKind) -> Vec
         FieldKind::Text => format!("sample {name}").into_bytes(),
         FieldKind::Date => b"2031-06-30".to_vec(),
         FieldKind::Integer => b"90417731".to_vec(),
-        FieldKind::Digest => hex::encode(elchain_types::crypto::hash("sample", &[name.as_bytes()])).into_bytes(),
+        FieldKind::Digest => hex::encode(elchain_types::crypto::hash(&SAMPLE, &[name.as_bytes()])).into_bytes(),
     }
 }
 

@@ -220,7 +220,7 @@ impl Identity {
     /// an Ed25519 key. Only the signing half is meaningful.
     pub fn signing_keypair(&self) -> Option<elchain_types::crypto::Keypair> {
         let seed = self.signing_seed.as_ref()?.0;
-        let unused = elchain_types::crypto::hash(elchain_types::crypto::domain::DEV_KEY, &[b"unused/", &seed]);
+        let unused = elchain_types::crypto::hash(&elchain_types::crypto::domain::DEV_KEY, &[b"unused/", &seed]);
         Some(elchain_types::crypto::Keypair::from_seeds(seed, unused))
     }
 }

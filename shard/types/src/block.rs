@@ -48,7 +48,7 @@ pub struct BlockHeader {
 impl BlockHeader {
     /// The header hash: the block's name, and what the next header points to.
     pub fn hash(&self) -> Hash32 {
-        Hash32(hash(domain::HEADER, &[&self.to_bytes()]))
+        Hash32(hash(&domain::HEADER, &[&self.to_bytes()]))
     }
 }
 
@@ -103,7 +103,7 @@ pub struct Block {
 /// The id of a proposed entry: its transaction id when it decodes, else a hash of the raw bytes
 /// (so malformed entries still have a stable name).
 pub fn entry_id(raw: &[u8], decoded: Option<TxId>) -> TxId {
-    decoded.unwrap_or_else(|| TxId(hash(domain::TX_ID, &[b"undecodable/", raw])))
+    decoded.unwrap_or_else(|| TxId(hash(&domain::TX_ID, &[b"undecodable/", raw])))
 }
 
 impl Block {
@@ -164,16 +164,16 @@ impl Decode for Block {
 
 /// The hash of an entry's exact bytes as proposed.
 pub fn entry_hash(raw: &[u8]) -> Hash32 {
-    Hash32(hash(domain::MERKLE, &[b"entry/", raw]))
+    Hash32(hash(&domain::MERKLE, &[b"entry/", raw]))
 }
 
 /// The leaf hash of a transaction, its bytes and its outcome.
 pub fn leaf_hash(id: &TxId, entry: &Hash32, outcome: Outcome) -> Hash32 {
-    Hash32(hash(domain::MERKLE, &[&[0u8], &id.0, &entry.0, &outcome.as_u16().to_le_bytes()]))
+    Hash32(hash(&domain::MERKLE, &[&[0u8], &id.0, &entry.0, &outcome.as_u16().to_le_bytes()]))
 }
 
 fn node_hash(left: &Hash32, right: &Hash32) -> Hash32 {
-    Hash32(hash(domain::MERKLE, &[&[1u8], &left.0, &right.0]))
+    Hash32(hash(&domain::MERKLE, &[&[1u8], &left.0, &right.0]))
 }
 
 /// The largest power of two strictly below `n` (n ≥ 2).
@@ -185,7 +185,7 @@ fn split(n: usize) -> usize {
 /// The Merkle root of `leaves` (RFC 6962 shape; the empty tree has a fixed root).
 pub fn merkle_root(leaves: &[Hash32]) -> Hash32 {
     match leaves.len() {
-        0 => Hash32(hash(domain::MERKLE, &[b"empty"])),
+        0 => Hash32(hash(&domain::MERKLE, &[b"empty"])),
         1 => leaves[0],
         n => {
             let k = split(n);
@@ -325,7 +325,7 @@ impl Checkpoint {
     /// What each replica signs for block `height` of `chain` with header hash `hash`.
     pub fn message(chain: ChainId, height: u64, header_hash: &Hash32) -> [u8; 32] {
         let (c, h) = (chain.0.to_le_bytes(), height.to_le_bytes());
-        hash(domain::CHECKPOINT, &[&c[..], &h[..], &header_hash.0[..]])
+        hash(&domain::CHECKPOINT, &[&c[..], &h[..], &header_hash.0[..]])
     }
 
     /// Does `sig` sign this checkpoint's header?
@@ -386,7 +386,7 @@ mod tests {
     use crate::reason::RejectCode;
 
     fn block(n: usize) -> Block {
-        let ids: Vec<TxId> = (0..n).map(|i| TxId(hash("test", &[&i.to_le_bytes()]))).collect();
+        let ids: Vec<TxId> = (0..n).map(|i| TxId(hash(&domain::TX_ID, &[&i.to_le_bytes()]))).collect();
         let outcomes: Vec<Outcome> =
             (0..n).map(|i| if i % 3 == 0 { Outcome::Invalid(RejectCode::Replay) } else { Outcome::Valid }).collect();
         let mut b = Block {

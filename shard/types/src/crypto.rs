@@ -10,6 +10,9 @@
 //! Every hash is `blake3` in derive-key mode with its own context string, so a value hashed for
 //! one purpose can never be confused with one hashed for another.
 
+use std::sync::OnceLock;
+
+use blake3::hazmat::{hash_derive_key_context, ContextKey, HasherExt};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signer, SigningKey};
@@ -20,37 +23,66 @@ use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
 use crate::codec::{CodecError, Decode, Encode, Reader, Writer};
 use crate::ids::{HolderId, LicenceId};
 
-/// Hash contexts; changing one changes every id derived from it.
-pub mod domain {
-    /// Transaction ids.
-    pub const TX_ID: &str = "elchain 2026 tx id v2";
-    /// Holder ids from holder public keys.
-    pub const HOLDER_ID: &str = "elchain 2026 holder id v1";
-    /// Licence ids.
-    pub const LICENCE_ID: &str = "elchain 2026 licence id v2";
-    /// Merkle tree of a block's transactions.
-    pub const MERKLE: &str = "elchain 2026 merkle v1";
-    /// Block header hashes.
-    pub const HEADER: &str = "elchain 2026 block header v1";
-    /// State change digests.
-    pub const STATE: &str = "elchain 2026 state v1";
-    /// Per-field keys from a licence data key.
-    pub const FIELD_KEY: &str = "elchain 2026 field key v1";
-    /// Salted field commitments.
-    pub const COMMITMENT: &str = "elchain 2026 field commitment v1";
-    /// Sealed-box keys.
-    pub const SEAL: &str = "elchain 2026 sealed box v1";
-    /// Replica signatures over block headers (checkpoints).
-    pub const CHECKPOINT: &str = "elchain 2026 checkpoint v1";
-    /// A holder's signature over a router challenge (reads of their own data).
-    pub const HOLDER_QUERY: &str = "elchain 2026 holder query v1";
-    /// Development keys derived from a name.
-    pub const DEV_KEY: &str = "elchain 2026 development key v1";
+/// A hash context: a `blake3` derive-key context string, with its context key (the hash of the
+/// string) computed once. Most hashes here are short (a Merkle node is two blocks of input), so
+/// hashing the string again at every call would add a third.
+#[derive(Debug)]
+pub struct Domain {
+    context: &'static str,
+    key: OnceLock<ContextKey>,
 }
 
-/// `blake3` in derive-key mode over the concatenation of `parts`.
-pub fn hash(context: &str, parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(context);
+impl Domain {
+    /// The context `context`; declare each as a `static`, so that its key is computed once.
+    pub const fn new(context: &'static str) -> Self {
+        Self { context, key: OnceLock::new() }
+    }
+
+    /// The context string.
+    pub fn context(&self) -> &'static str {
+        self.context
+    }
+
+    /// A hasher in derive-key mode for this context: what `blake3::Hasher::new_derive_key`
+    /// returns, without hashing the context string again.
+    pub fn hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_from_context_key(self.key.get_or_init(|| hash_derive_key_context(self.context)))
+    }
+}
+
+/// Hash contexts; changing one changes every id derived from it.
+pub mod domain {
+    use super::Domain;
+
+    /// Transaction ids.
+    pub static TX_ID: Domain = Domain::new("elchain 2026 tx id v2");
+    /// Holder ids from holder public keys.
+    pub static HOLDER_ID: Domain = Domain::new("elchain 2026 holder id v1");
+    /// Licence ids.
+    pub static LICENCE_ID: Domain = Domain::new("elchain 2026 licence id v2");
+    /// Merkle tree of a block's transactions.
+    pub static MERKLE: Domain = Domain::new("elchain 2026 merkle v1");
+    /// Block header hashes.
+    pub static HEADER: Domain = Domain::new("elchain 2026 block header v1");
+    /// State change digests.
+    pub static STATE: Domain = Domain::new("elchain 2026 state v1");
+    /// Per-field keys from a licence data key.
+    pub static FIELD_KEY: Domain = Domain::new("elchain 2026 field key v1");
+    /// Salted field commitments.
+    pub static COMMITMENT: Domain = Domain::new("elchain 2026 field commitment v1");
+    /// Sealed-box keys.
+    pub static SEAL: Domain = Domain::new("elchain 2026 sealed box v1");
+    /// Replica signatures over block headers (checkpoints).
+    pub static CHECKPOINT: Domain = Domain::new("elchain 2026 checkpoint v1");
+    /// A holder's signature over a router challenge (reads of their own data).
+    pub static HOLDER_QUERY: Domain = Domain::new("elchain 2026 holder query v1");
+    /// Development keys derived from a name.
+    pub static DEV_KEY: Domain = Domain::new("elchain 2026 development key v1");
+}
+
+/// `blake3` in derive-key mode, with `domain`'s context, over the concatenation of `parts`.
+pub fn hash(domain: &Domain, parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = domain.hasher();
     for p in parts {
         h.update(p);
     }
@@ -64,7 +96,7 @@ pub struct PublicKey(pub [u8; 32]);
 impl PublicKey {
     /// The holder id this key stands for.
     pub fn holder_id(&self) -> HolderId {
-        HolderId(hash(domain::HOLDER_ID, &[&self.0]))
+        HolderId(hash(&domain::HOLDER_ID, &[&self.0]))
     }
 
     /// Lower-case hex.
@@ -116,8 +148,8 @@ impl Keypair {
     /// A deterministic key pair for development and tests, derived from a name.
     /// Never use for real members: anyone who knows the name knows the key.
     pub fn dev(name: &str) -> Self {
-        let s = hash(domain::DEV_KEY, &[b"sign/", name.as_bytes()]);
-        let e = hash(domain::DEV_KEY, &[b"encrypt/", name.as_bytes()]);
+        let s = hash(&domain::DEV_KEY, &[b"sign/", name.as_bytes()]);
+        let e = hash(&domain::DEV_KEY, &[b"encrypt/", name.as_bytes()]);
         Self::from_seeds(s, e)
     }
 
@@ -187,7 +219,7 @@ pub fn seal<R: RngCore + CryptoRng>(recipient: &[u8; 32], plaintext: &[u8], rng:
     let eph = StaticSecret::from(eph_seed);
     let eph_pub = XPublicKey::from(&eph).to_bytes();
     let shared = eph.diffie_hellman(&XPublicKey::from(*recipient));
-    let key = hash(domain::SEAL, &[shared.as_bytes(), &eph_pub, recipient]);
+    let key = hash(&domain::SEAL, &[shared.as_bytes(), &eph_pub, recipient]);
     let mut nonce = [0u8; 24];
     rng.fill_bytes(&mut nonce);
     let ct = XChaCha20Poly1305::new(&key.into())
@@ -208,7 +240,7 @@ fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let nonce = &sealed[32..56];
     let shared = secret.diffie_hellman(&XPublicKey::from(eph_pub));
     let recipient = XPublicKey::from(secret).to_bytes();
-    let key = hash(domain::SEAL, &[shared.as_bytes(), &eph_pub, &recipient]);
+    let key = hash(&domain::SEAL, &[shared.as_bytes(), &eph_pub, &recipient]);
     XChaCha20Poly1305::new(&key.into())
         .decrypt(XNonce::from_slice(nonce), Payload { msg: &sealed[56..], aad: &eph_pub })
         .map_err(|_| CryptoError::Decrypt)
@@ -229,7 +261,7 @@ impl DataKey {
 
     /// The key of field `index` of `licence`.
     pub fn field_key(&self, licence: &LicenceId, index: u16) -> FieldKey {
-        FieldKey(hash(domain::FIELD_KEY, &[&self.0, &licence.0, &index.to_le_bytes()]))
+        FieldKey(hash(&domain::FIELD_KEY, &[&self.0, &licence.0, &index.to_le_bytes()]))
     }
 }
 
@@ -248,7 +280,7 @@ pub const SALT_LEN: usize = 16;
 
 /// The commitment to one field value: `blake3(licence ‖ index ‖ salt ‖ value)`.
 pub fn commit_field(licence: &LicenceId, index: u16, salt: &[u8; SALT_LEN], value: &[u8]) -> [u8; 32] {
-    hash(domain::COMMITMENT, &[&licence.0, &index.to_le_bytes(), salt, value])
+    hash(&domain::COMMITMENT, &[&licence.0, &index.to_le_bytes(), salt, value])
 }
 
 /// One field as the chain stores it: position, commitment and ciphertext; never the value.
@@ -378,6 +410,19 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_domain_hashes_as_blake3_derive_key_mode_with_its_context() {
+        // Ids in stores and on the wire depend on this: the cached context key must not change
+        // a single hash.
+        for d in [&domain::TX_ID, &domain::MERKLE, &domain::STATE, &domain::DEV_KEY] {
+            for input in [&b""[..], b"x", &[7u8; 1500]] {
+                let expected = blake3::Hasher::new_derive_key(d.context()).update(input).finalize();
+                assert_eq!(hash(d, &[input]), *expected.as_bytes(), "{}", d.context());
+                assert_eq!(hash(d, &[&input[..input.len() / 2], &input[input.len() / 2..]]), *expected.as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn sealed_box_opens_only_for_its_recipient() {

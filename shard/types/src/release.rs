@@ -107,7 +107,7 @@ pub fn open_released(grantee: &Keypair, inner: &[u8]) -> Result<FieldKeys, Crypt
 /// What a holder signs to read their own traces, licences or grants: the router's fresh
 /// challenge bound to the holder id.
 pub fn holder_query_message(challenge: &[u8], holder: &HolderId) -> [u8; 32] {
-    hash(domain::HOLDER_QUERY, &[challenge, &holder.0])
+    hash(&domain::HOLDER_QUERY, &[challenge, &holder.0])
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::shardmap::{ChainInfo, ShardMap};
 /// The id of a transaction body with this `valid_until` and encoding: `valid_until` big-endian,
 /// then the first 24 bytes of the body's domain-separated hash.
 pub fn tx_id(valid_until: Timestamp, body_bytes: &[u8]) -> TxId {
-    let h = hash(domain::TX_ID, &[body_bytes]);
+    let h = hash(&domain::TX_ID, &[body_bytes]);
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&valid_until.0.to_be_bytes());
     id[8..].copy_from_slice(&h[..24]);
@@ -326,7 +326,7 @@ impl LicenceId {
         nonce: u64,
     ) -> Self {
         let h = hash(
-            domain::LICENCE_ID,
+            &domain::LICENCE_ID,
             &[
                 &chain.0.to_be_bytes(),
                 &valid_until.0.to_be_bytes(),
