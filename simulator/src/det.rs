@@ -550,6 +550,25 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_up_is_checked_but_left_out_of_the_figures() {
+        let s = Scenario::parse(
+            "[cluster]\nreplicas = 3\n[load]\nrate = 400\nduration_s = 3\nwarmup_s = 1\npopulation = 300\nsubmitters = 2\nbatch = 20\n",
+            "warm",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&s, dir.path(), &Options { seed: Some(5), ..Options::default() }, &|_| {}).unwrap();
+        assert!(r.verdict.ok, "{:?}", r.verdict.violations);
+        assert_eq!(r.committed, r.submitted, "the warm-up's transactions are committed and checked");
+        let after: u64 = r.series.iter().filter(|s| s.t_s >= 1).map(|s| s.committed).sum();
+        assert!(after > 0 && after < r.committed, "{after} of {}", r.committed);
+        assert_eq!(r.measured_committed, after, "only what was answered after the warm-up is measured");
+        let measured_s = r.load_seconds.max(r.duration_s) - 1.0;
+        assert!((r.committed_tps - after as f64 / measured_s).abs() < 1e-9, "{}", r.committed_tps);
+        assert_eq!(r.warmup_s, 1.0);
+    }
+
+    #[test]
     fn the_checker_catches_receipts_sent_before_commit() {
         let s = Scenario::parse(SCENARIO, "planted").unwrap();
         let dir = tempfile::tempdir().unwrap();

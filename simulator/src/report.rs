@@ -384,7 +384,17 @@ pub fn html(report: &Report) -> String {
     row(
         &mut body,
         "rate",
-        &escape(&format!("{} for {} s (load lasted {:.1} s)", r.rate, r.duration_s, r.load_seconds)),
+        &escape(&format!(
+            "{} for {} s (load lasted {:.1} s){}",
+            r.rate,
+            r.duration_s,
+            r.load_seconds,
+            if r.warmup_s > 0.0 {
+                format!("; the first {} s a warm-up, not measured", r.warmup_s)
+            } else {
+                String::new()
+            }
+        )),
     );
     row(&mut body, "offered / committed", &format!("{:.0} / {:.0} tx/s", r.offered_tps, r.committed_tps));
     row(&mut body, "batch latency p50 / p99", &format!("{:.1} / {:.1} ms", r.p50_ms, r.p99_ms));
@@ -477,8 +487,10 @@ mod tests {
             rate: Rate::PerSecond(500.0),
             duration_s: 4.0,
             load_seconds: 4.2,
+            warmup_s: 0.0,
             offered_tps: 500.0,
             committed_tps: 480.0,
+            measured_committed: 1950,
             p50_ms: 20.0,
             p99_ms: 900.0,
             submitted: 2000,

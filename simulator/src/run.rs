@@ -257,11 +257,18 @@ pub struct Report {
     pub duration_s: f64,
     /// Seconds from the first batch until the last answer.
     pub load_seconds: f64,
+    /// Seconds at the start of the load left out of `committed_tps`, the latencies,
+    /// `measured_committed` and `node_cpu_s` (`[load] warmup_s`).
+    pub warmup_s: f64,
     /// Transactions sent per second of the scenario's duration.
     pub offered_tps: f64,
-    /// Committed transactions (valid or not) per second of load.
+    /// Committed transactions (valid or not) per second of load after the warm-up.
     pub committed_tps: f64,
-    /// Submit-to-receipt latency per committed batch, from its scheduled time: median.
+    /// Transactions committed in the batches answered after the warm-up (all of them without
+    /// one): what `node_cpu_s` is spent on.
+    pub measured_committed: u64,
+    /// Submit-to-receipt latency per committed batch answered after the warm-up, from its
+    /// scheduled time: median.
     pub p50_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
@@ -288,8 +295,9 @@ pub struct Report {
     pub verdict: Verdict,
     /// Per second of load: committed tx/s, batch latency, errors.
     pub series: Vec<Sample>,
-    /// CPU seconds (user + system) the node processes used from the start of the load until
-    /// just before they were stopped (settling included), summed over the nodes alive then. A node
+    /// CPU seconds (user + system) the node processes used from the start of the load (the end
+    /// of its warm-up) until just before they were stopped (settling included), summed over the
+    /// nodes alive then. A node
     /// killed during the run takes what it used with it (not counted); a restarted one counts
     /// from its restart. `None` where `/proc` cannot be read.
     pub node_cpu_s: Option<f64>,
@@ -371,7 +379,6 @@ impl Live {
 pub(crate) struct StreamOutcome {
     pub(crate) records: Vec<TxRecord>,
     pub(crate) acks: Vec<Ack>,
-    pub(crate) latencies_ms: Vec<f64>,
     /// Every answered submission: when, latency, committed, errors.
     pub(crate) answers: Vec<(Instant, f64, u64, u64)>,
     pub(crate) sent: u64,
@@ -383,7 +390,6 @@ impl StreamOutcome {
     pub(crate) fn merge(&mut self, o: StreamOutcome) {
         self.records.extend(o.records);
         self.acks.extend(o.acks);
-        self.latencies_ms.extend(o.latencies_ms);
         self.answers.extend(o.answers);
         self.sent += o.sent;
         self.late += o.late;
@@ -418,7 +424,6 @@ impl StreamOutcome {
                 }
                 live.committed.fetch_add(committed, Ordering::Relaxed);
                 if committed > 0 {
-                    self.latencies_ms.push(ms);
                     live.note_latency(ms);
                 }
                 self.answers.push((answered, ms, committed, refused));
@@ -813,12 +818,12 @@ pub fn run_with(
         ..Settings::default()
     };
     let mut cluster = Cluster::start_in(bin, dir, s.cluster.replicas, settings);
-    // The nodes' CPU is sampled when the load starts (the first progress of that phase), not
-    // here: starting up and electing leaders is not the load's cost.
+    // The nodes' CPU is sampled when the load starts (the first progress of that phase), or
+    // when its warm-up ends, not here: starting up and electing leaders is not the load's cost.
     let pids: Vec<u32> = cluster.nodes.keys().filter_map(|&id| cluster.pid(id)).collect();
     let cpu_at_load = std::cell::OnceCell::new();
     let watch = |p: &Progress| {
-        if p.phase == Phase::Load {
+        if p.phase == Phase::Load && p.elapsed_s >= s.load.warmup_s {
             cpu_at_load.get_or_init(|| cpu::sample(pids.iter().copied()));
         }
         progress(p);
@@ -988,7 +993,6 @@ pub(crate) struct How {
 /// The report of a finished run.
 pub(crate) fn report(s: &Scenario, mut driven: Driven, verdict: Verdict, how: How) -> Report {
     let o = &mut driven.outcome;
-    o.latencies_ms.sort_by(f64::total_cmp);
     let count = |f: &dyn Fn(&Answer) -> bool| o.records.iter().filter(|r| f(&r.answer)).count() as u64;
     let committed = count(&|a| matches!(a, Answer::Committed { .. }));
     let valid = count(&|a| matches!(a, Answer::Committed { outcome: 0, .. }));
@@ -1004,6 +1008,11 @@ pub(crate) fn report(s: &Scenario, mut driven: Driven, verdict: Verdict, how: Ho
             errors,
         })
         .collect();
+    let warmup_s = s.load.warmup_s;
+    let measured = || answers.iter().filter(|a| a.at_s >= warmup_s);
+    let measured_committed: u64 = measured().map(|a| a.committed).sum();
+    let mut latencies_ms: Vec<f64> = measured().filter(|a| a.committed > 0).map(|a| a.ms).collect();
+    latencies_ms.sort_by(f64::total_cmp);
     Report {
         scenario: s.name.clone(),
         description: s.description.clone(),
@@ -1016,10 +1025,12 @@ pub(crate) fn report(s: &Scenario, mut driven: Driven, verdict: Verdict, how: Ho
         rate: s.load.rate,
         duration_s: s.load.duration_s,
         load_seconds: driven.load_seconds,
+        warmup_s,
         offered_tps: o.sent as f64 / s.load.duration_s,
-        committed_tps: committed as f64 / driven.load_seconds.max(s.load.duration_s),
-        p50_ms: series::percentile(&o.latencies_ms, 0.5),
-        p99_ms: series::percentile(&o.latencies_ms, 0.99),
+        committed_tps: measured_committed as f64 / (driven.load_seconds.max(s.load.duration_s) - warmup_s),
+        measured_committed,
+        p50_ms: series::percentile(&latencies_ms, 0.5),
+        p99_ms: series::percentile(&latencies_ms, 0.99),
         submitted: o.sent,
         committed,
         valid,

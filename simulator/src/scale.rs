@@ -60,8 +60,10 @@ pub struct Spec {
     pub chains: Vec<u32>,
     /// Replica processes (every replica serves every chain).
     pub replicas: u64,
-    /// Seconds of load per point.
+    /// Seconds of load measured per point, after the warm-up.
     pub duration_s: f64,
+    /// Seconds of the same load before each point's measured seconds, left out of its figures.
+    pub warmup_s: f64,
     /// Concurrent closed-loop submitters per chain.
     pub submitters: usize,
     /// Transactions per submission.
@@ -76,8 +78,8 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Transactions per submitter that keep up with 10,000 tx/s per chain for `duration_s`,
-    /// at least the scenarios' default of 10,000.
+    /// Transactions per submitter that keep up with 10,000 tx/s per chain for `duration_s`
+    /// (pass the warm-up's seconds too), at least the scenarios' default of 10,000.
     pub fn default_presign(duration_s: f64, submitters: usize) -> usize {
         let per_chain = 10_000.0 * duration_s.max(0.0);
         ((per_chain / submitters.max(1) as f64).ceil() as usize).max(10_000)
@@ -91,6 +93,9 @@ impl Spec {
         }
         if self.chains.contains(&0) {
             return invalid("chains", "contains 0; every point needs at least one chain");
+        }
+        if !(self.warmup_s.is_finite() && self.warmup_s >= 0.0) {
+            return invalid("warmup_s", "must be 0 or more seconds");
         }
         if self.cores_per_machine == 0 {
             return invalid("cores_per_machine", "must be at least 1");
@@ -107,10 +112,11 @@ impl Spec {
             "name = \"scale-{chains}\"\n\
              description = \"Closed-loop load on {chains} chain(s), for the scale curve\"\n\
              [cluster]\nchains = {chains}\nreplicas = {replicas}\n\
-             [load]\nrate = \"max\"\nduration_s = {duration:?}\nsubmitters = {submitters}\nbatch = {batch}\n\
+             [load]\nrate = \"max\"\nduration_s = {duration:?}\nwarmup_s = {warmup:?}\nsubmitters = {submitters}\nbatch = {batch}\n\
              presign = {presign}\n",
             replicas = self.replicas,
-            duration = self.duration_s,
+            duration = self.duration_s + self.warmup_s,
+            warmup = self.warmup_s,
             submitters = self.submitters,
             batch = self.batch,
             presign = self.presign,
@@ -134,9 +140,9 @@ pub struct Point {
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
-    /// Transactions committed.
+    /// Transactions committed after the warm-up.
     pub committed: u64,
-    /// Node CPU seconds over the run (see [`Report::node_cpu_s`]); absent without `/proc`.
+    /// Node CPU seconds after the warm-up (see [`Report::node_cpu_s`]); absent without `/proc`.
     pub node_cpu_s: Option<f64>,
     /// Node CPU seconds per committed transaction.
     pub cpu_s_per_tx: Option<f64>,
@@ -155,7 +161,8 @@ impl Point {
     /// The point measured by `r`; `first_tps` is the first point's aggregate (this one's when it
     /// is the first).
     pub fn from_report(r: &Report, first_tps: Option<f64>) -> Point {
-        let cpu_s_per_tx = r.node_cpu_s.filter(|_| r.committed > 0).map(|s| s / r.committed as f64);
+        let committed = r.measured_committed;
+        let cpu_s_per_tx = r.node_cpu_s.filter(|_| committed > 0).map(|s| s / committed as f64);
         let first = first_tps.unwrap_or(r.committed_tps);
         let mut problems: Vec<String> = r.verdict.violations.iter().take(20).map(ToString::to_string).collect();
         if r.verdict.violations.len() > 20 {
@@ -169,7 +176,7 @@ impl Point {
             vs_first: if first > 0.0 { r.committed_tps / first } else { 0.0 },
             p50_ms: r.p50_ms,
             p99_ms: r.p99_ms,
-            committed: r.committed,
+            committed,
             node_cpu_s: r.node_cpu_s,
             cpu_s_per_tx,
             load_seconds: r.load_seconds,
@@ -315,8 +322,9 @@ pub fn html(r: &ScaleReport) -> String {
     let s = &r.spec;
     let mut body = format!(
         "<h1>Scale curve</h1>\n<p>Closed-loop load (rate \"max\", {} submitter(s) of {} tx per chain) for {} s \
-         per point on a fresh local cluster of {} replica(s); every replica serves every chain.</p>\n",
-        s.submitters, s.batch, s.duration_s, s.replicas
+         per point, measured after a {} s warm-up, on a fresh local cluster of {} replica(s); every replica \
+         serves every chain.</p>\n",
+        s.submitters, s.batch, s.duration_s, s.warmup_s, s.replicas
     );
     let first = r.points.first();
     let x_ticks: Vec<f64> = r.points.iter().map(|p| f64::from(p.chains)).collect();
@@ -430,6 +438,7 @@ mod tests {
             chains: vec![1, 2],
             replicas: 3,
             duration_s: 10.0,
+            warmup_s: 5.0,
             submitters: 4,
             batch: 50,
             presign: 25_000,
@@ -501,7 +510,9 @@ mod tests {
         let s = spec().scenario(4).unwrap();
         assert_eq!((s.cluster.chains, s.cluster.replicas), (4, 3));
         assert_eq!(s.load.rate, crate::scenario::Rate::Max);
-        assert_eq!((s.load.duration_s, s.load.submitters, s.load.batch, s.load.presign), (10.0, 4, 50, 25_000));
+        // The warm-up runs first, within the scenario's load, and is left out of the figures.
+        assert_eq!((s.load.duration_s, s.load.warmup_s), (15.0, 5.0));
+        assert_eq!((s.load.submitters, s.load.batch, s.load.presign), (4, 50, 25_000));
         assert!(s.faults.is_empty());
         assert_eq!(Spec::default_presign(10.0, 4), 25_000);
         assert_eq!(Spec::default_presign(1.0, 4), 10_000);
@@ -514,6 +525,8 @@ mod tests {
         let e = Spec { headroom: 1.5, ..spec() }.validate().unwrap_err();
         assert!(e.to_string().contains("headroom"), "{e}");
         assert!(Spec { chains: vec![0, 1], ..spec() }.validate().is_err());
+        let e = Spec { warmup_s: -1.0, ..spec() }.validate().unwrap_err();
+        assert!(e.to_string().contains("warmup_s"), "{e}");
         assert!(spec().validate().is_ok());
     }
 

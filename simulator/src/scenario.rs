@@ -20,6 +20,8 @@
 //! #                                     # instead of `rate`: tx/s rising or falling linearly
 //! #                                     # between the points, the last one held to the end
 //! duration_s = 15
+//! warmup_s = 0                          # first seconds of the load left out of tx/s, latency
+//!                                       # and CPU (the history check covers them)
 //! population = 2000                     # holders per workload stream
 //! seed = 7
 //! submitters = 4                        # workload streams per chain
@@ -193,6 +195,11 @@ pub struct LoadSpec {
     pub ramp: Vec<RampPoint>,
     /// Seconds of load.
     pub duration_s: f64,
+    /// Seconds at the start of the load left out of the figures (committed tx/s, latency, node
+    /// CPU per transaction): a new cluster's first seconds (log files growing from nothing,
+    /// memory touched for the first time, connections opening) are not its steady state. Part
+    /// of `duration_s`; the history check covers the whole load. 0: measure from the start.
+    pub warmup_s: f64,
     /// Holders per workload stream.
     pub population: u32,
     /// Seed of the workload streams (stream `i` of chain `c` uses a seed derived from it).
@@ -226,6 +233,8 @@ struct LoadFields {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ramp: Vec<RampPoint>,
     duration_s: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    warmup_s: f64,
     #[serde(default = "default_population")]
     population: u32,
     #[serde(default = "one_u64")]
@@ -260,6 +269,7 @@ impl TryFrom<LoadFields> for LoadSpec {
             rate,
             ramp: f.ramp,
             duration_s: f.duration_s,
+            warmup_s: f.warmup_s,
             population: f.population,
             seed: f.seed,
             submitters: f.submitters,
@@ -276,6 +286,7 @@ impl From<LoadSpec> for LoadFields {
             rate: l.ramp.is_empty().then_some(l.rate),
             ramp: l.ramp,
             duration_s: l.duration_s,
+            warmup_s: l.warmup_s,
             population: l.population,
             seed: l.seed,
             submitters: l.submitters,
@@ -538,6 +549,10 @@ fn default_snapshot_every() -> u64 {
 fn default_keep_logs() -> u64 {
     crate::cluster::Settings::default().keep_logs
 }
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 fn default_population() -> u32 {
     2000
 }
@@ -623,6 +638,12 @@ impl Scenario {
         }
         if !(l.duration_s.is_finite() && l.duration_s > 0.0 && l.duration_s <= 24.0 * 3600.0) {
             return Err(self.invalid("load.duration_s", format!("is {}; it must be in (0, 86400]", l.duration_s)));
+        }
+        if !(l.warmup_s.is_finite() && l.warmup_s >= 0.0 && l.warmup_s < l.duration_s) {
+            return Err(self.invalid(
+                "load.warmup_s",
+                format!("is {}; it must be at least 0 and less than load.duration_s ({})", l.warmup_s, l.duration_s),
+            ));
         }
         self.validate_ramp()?;
         for (field, v) in [("load.submitters", l.submitters), ("load.batch", l.batch), ("load.presign", l.presign)] {

@@ -46,6 +46,20 @@ fn unknown_keys_and_bad_values_are_refused_with_the_field_named() {
     assert!(action.unwrap_err().to_string().contains("explode"));
 }
 
+#[test]
+fn a_warm_up_is_part_of_the_load_and_shorter_than_it() {
+    assert_eq!(Scenario::parse(GOOD, "x").unwrap().load.warmup_s, 0.0, "no warm-up unless asked");
+    let warm = Scenario::parse(&GOOD.replace("duration_s = 15", "duration_s = 15\nwarmup_s = 5"), "x").unwrap();
+    assert_eq!((warm.load.duration_s, warm.load.warmup_s), (15.0, 5.0));
+    let again = Scenario::parse(&toml::to_string(&warm).unwrap(), "y").unwrap();
+    assert_eq!(again.load.warmup_s, 5.0, "written back with the scenario");
+    for bad in ["15", "20", "-1"] {
+        let e = Scenario::parse(&GOOD.replace("duration_s = 15", &format!("duration_s = 15\nwarmup_s = {bad}")), "x")
+            .unwrap_err();
+        assert!(e.to_string().contains("load.warmup_s"), "{e}");
+    }
+}
+
 /// `GOOD` without its faults, with a `[cluster]` line added and `faults` appended.
 fn with(cluster: &str, faults: &str) -> Result<Scenario, ScenarioError> {
     let base = &GOOD[..GOOD.find("[[faults]]").unwrap()];

@@ -135,9 +135,14 @@ struct ScaleArgs {
     /// Replica processes; every replica serves every chain.
     #[arg(long, default_value_t = 3)]
     replicas: u64,
-    /// Seconds of load per point.
+    /// Seconds of load measured per point, after the warm-up.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     duration: f64,
+    /// Seconds of the same load before each point's measured seconds, not measured (its
+    /// commits, latencies and CPU are left out; the history check covers them): a new
+    /// cluster's first seconds are not its steady state. 0: measure from the first batch.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    warmup: f64,
     /// Closed-loop submitters per chain.
     #[arg(long, default_value_t = 4)]
     submitters: usize,
@@ -145,7 +150,7 @@ struct ScaleArgs {
     #[arg(long, default_value_t = 50)]
     batch: usize,
     /// Transactions signed ahead per submitter [default: enough for 10,000 tx/s per chain over
-    /// --duration, at least 10,000]. A point that runs out ends early and says so.
+    /// --warmup and --duration, at least 10,000]. A point that runs out ends early and says so.
     #[arg(long)]
     presign: Option<usize>,
     /// Cores per machine in the capacity plan.
@@ -337,8 +342,9 @@ fn print_summary(r: &Report) {
     if r.mode == Mode::Remote {
         println!("  deployed cluster, driven through its routers; workload seed {}", r.seed);
     }
+    let after_warmup = if r.warmup_s > 0.0 { format!(" (after a {} s warm-up)", r.warmup_s) } else { String::new() };
     println!(
-        "  {:.0} tx/s offered, {:.0} tx/s committed; batch latency p50 {:.1} ms, p99 {:.1} ms",
+        "  {:.0} tx/s offered, {:.0} tx/s committed{after_warmup}; batch latency p50 {:.1} ms, p99 {:.1} ms",
         r.offered_tps, r.committed_tps, r.p50_ms, r.p99_ms
     );
     println!(
@@ -395,10 +401,11 @@ fn print_summary(r: &Report) {
 
 fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let spec = Spec {
-        presign: args.presign.unwrap_or_else(|| Spec::default_presign(args.duration, args.submitters)),
+        presign: args.presign.unwrap_or_else(|| Spec::default_presign(args.duration + args.warmup, args.submitters)),
         chains: args.chains,
         replicas: args.replicas,
         duration_s: args.duration,
+        warmup_s: args.warmup,
         submitters: args.submitters,
         batch: args.batch,
         cores_per_machine: args.cores_per_machine,
@@ -407,8 +414,8 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     spec.validate()?;
     let bin = std::env::current_exe().context("cannot find the elchain binary")?;
     eprintln!(
-        "scale curve: chains {:?} x {} replica(s), closed loop for {} s each ({} submitter(s)/chain, batch {})",
-        spec.chains, spec.replicas, spec.duration_s, spec.submitters, spec.batch
+        "scale curve: chains {:?} x {} replica(s), closed loop for {} s each after a {} s warm-up ({} submitter(s)/chain, batch {})",
+        spec.chains, spec.replicas, spec.duration_s, spec.warmup_s, spec.submitters, spec.batch
     );
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
@@ -448,7 +455,10 @@ fn run_scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 
 fn print_scale(r: &ScaleReport) {
     let first = r.points.first().map_or(1, |p| p.chains);
-    println!("measured ({} replica(s), {} s closed loop per point):", r.spec.replicas, r.spec.duration_s);
+    println!(
+        "measured ({} replica(s), {} s closed loop per point after a {} s warm-up):",
+        r.spec.replicas, r.spec.duration_s, r.spec.warmup_s
+    );
     println!("  chains  committed tx/s  per chain  vs {first} chain(s)  p99 ms  CPU µs/tx  history");
     for p in &r.points {
         println!(
