@@ -297,9 +297,8 @@ pub struct Report {
     pub series: Vec<Sample>,
     /// CPU seconds (user + system) the node processes used from the start of the load (the end
     /// of its warm-up) until just before they were stopped (settling included), summed over the
-    /// nodes alive then. A node
-    /// killed during the run takes what it used with it (not counted); a restarted one counts
-    /// from its restart. `None` where `/proc` cannot be read.
+    /// nodes alive then. A node killed during the run takes what it used with it (not counted);
+    /// a restarted one counts from its restart. `None` where `/proc` cannot be read.
     pub node_cpu_s: Option<f64>,
     /// Every submitted transaction and its answer (not in the JSON report: it can be large).
     #[serde(skip)]
