@@ -245,16 +245,16 @@ impl TxEntry {
         self.outcome == 0
     }
 
-    /// The stored bytes.
+    /// The stored bytes, in one allocation of the right size (a use's entry is written per use).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(Self::LEN);
-        v.extend_from_slice(&self.height.to_be_bytes());
-        v.extend_from_slice(&self.index.to_be_bytes());
-        v.extend_from_slice(&self.outcome.to_be_bytes());
+        let mut w = Writer::with_capacity(Self::LEN + self.trace.map_or(0, |_| TraceEntry::MAX_LEN));
+        w.raw(&self.height.to_be_bytes());
+        w.raw(&self.index.to_be_bytes());
+        w.raw(&self.outcome.to_be_bytes());
         if let Some(t) = &self.trace {
-            v.extend_from_slice(&t.to_bytes());
+            w.put(t);
         }
-        v
+        w.into_bytes()
     }
 
     /// Read stored bytes back.
@@ -683,6 +683,11 @@ impl TraceEntry {
             tx,
         }
     }
+}
+
+impl TraceEntry {
+    /// Longest encoding: grant, fields, time, and a link to a previous use.
+    pub const MAX_LEN: usize = 32 + 8 + 8 + 1 + 32;
 }
 
 impl Encode for TraceEntry {
