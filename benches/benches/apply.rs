@@ -1,12 +1,13 @@
-//! Block apply: the pure executor alone (txs/s on one core), verify + execute + durable redb
-//! commit of whole blocks, and a replica's periodic chain-store write into a grown state.
+//! Block apply: the pure executor alone (txs/s on one core) and its state-root hashing, verify +
+//! execute + durable redb commit of whole blocks, and a replica's periodic chain-store write into
+//! a grown state.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use elchain_benches::{block_time, blocks, consortium, workload, CHAIN, T0};
-use elchain_shard::exec::genesis_header;
+use elchain_shard::exec::{genesis_header, next_state_root};
 use elchain_shard::store::Commit;
 use elchain_shard::{Executed, Executor, Ledger, LogPosition, MemState, Store, Verifier};
 use elchain_types::codec::Encode;
@@ -45,6 +46,12 @@ fn execute(c: &mut Criterion) {
                     checked.clone(),
                 )
             })
+        });
+        // The part of executing that folds the block's writes into the state root.
+        let writes =
+            Executor::new(&cons, CHAIN).execute(&state, &tip, block_time(20), LogPosition::default(), checked).writes;
+        g.bench_function(BenchmarkId::new("state_root", format!("block={size}")), |b| {
+            b.iter(|| next_state_root(&tip.state_root, &writes))
         });
     }
     g.finish();

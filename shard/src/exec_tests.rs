@@ -1188,3 +1188,54 @@ fn state_root_depends_on_every_change() {
     let (other, _, _) = replay_blocks(&fewer);
     assert_ne!(root, other);
 }
+
+/// The state root as its definition reads: the stream handed to the hasher field by field.
+fn state_root_field_by_field(prev: &Hash32, writes: &Writes) -> Hash32 {
+    let mut h = elchain_types::crypto::domain::STATE.hasher();
+    h.update(&prev.0);
+    for (k, v) in writes {
+        let mut kb = [0u8; Key::MAX_LEN];
+        let len = k.write_to(&mut kb);
+        h.update(&[k.table() as u8]);
+        h.update(&(len as u32).to_le_bytes());
+        h.update(&kb[..len]);
+        match v {
+            Some(v) => {
+                h.update(&[1]);
+                h.update(&(v.len() as u32).to_le_bytes());
+                h.update(v);
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    Hash32(*h.finalize().as_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_state_root_hashed_in_pieces_is_the_root_of_the_whole_stream(
+        writes in proptest::collection::vec(
+            (any::<[u8; 32]>(), 0u8..3, proptest::option::weighted(0.9, 0usize..3_000)),
+            0..400,
+        ),
+        big in 0usize..(3 * STATE_HASH_PIECE),
+    ) {
+        let mut w = Writes::new();
+        for (id, kind, len) in writes {
+            let key = match kind {
+                0 => Key::Licence(LicenceId(id)),
+                1 => Key::Grant(GrantId(id)),
+                _ => Key::Tx(elchain_types::ids::TxId(id)),
+            };
+            w.insert(key, len.map(|n| vec![id[0]; n]));
+        }
+        // One value longer than a piece, so that a piece can hold more than its size.
+        w.insert(Key::Licence(LicenceId([0xee; 32])), Some(vec![7; big]));
+        let prev = Hash32([3; 32]);
+        prop_assert_eq!(next_state_root(&prev, &w), state_root_field_by_field(&prev, &w));
+    }
+}
