@@ -671,6 +671,9 @@ pub struct TraceEntry {
 }
 
 impl TraceEntry {
+    /// Longest encoding: grant, fields, time, and a link to a previous use.
+    pub const MAX_LEN: usize = 32 + 8 + 8 + 1 + 32;
+
     /// The full record of this use, made by transaction `tx`, of the grant `g`.
     pub fn record(&self, tx: TxId, g: &GrantRecord) -> TraceRecord {
         TraceRecord {
@@ -683,11 +686,6 @@ impl TraceEntry {
             tx,
         }
     }
-}
-
-impl TraceEntry {
-    /// Longest encoding: grant, fields, time, and a link to a previous use.
-    pub const MAX_LEN: usize = 32 + 8 + 8 + 1 + 32;
 }
 
 impl Encode for TraceEntry {
