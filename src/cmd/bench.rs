@@ -86,8 +86,8 @@ pub struct Args {
     /// Concurrent submitters per chain, each with its own stream of holders and licences. In the
     /// closed loop they keep `--clients` × `--batch` transactions in flight per chain, and a
     /// batch's latency is about that many divided by the committed rate. The default keeps 1,000
-    /// in flight: on a 2-core machine 8 submitters (2,000) commit about 5% more and wait about
-    /// 70% longer at p99, past 300 ms (BENCHMARKS.md).
+    /// in flight: on a 2-core machine without AVX-512 IFMA 8 submitters (2,000) commit about 5%
+    /// more and wait about 70% longer at p99, past 300 ms (BENCHMARKS.md).
     #[arg(long, default_value_t = 4)]
     clients: usize,
     /// Transactions per submission.
